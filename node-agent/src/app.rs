@@ -1,0 +1,156 @@
+//! Builds the agent from its configuration and runs it: the inventory task, one watcher per
+//! runtime, the metrics endpoint. Shutdown is a parameter, so tests start and stop agents in
+//! process exactly as `main` does.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use lazaret_core::posture;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::AgentConfig;
+use crate::inventory::{self, InventoryHandle};
+use crate::metrics::{self, Metrics};
+use crate::report::{ContainerReport, PostureReport, RuntimeReport};
+use crate::runtime::ContainerRuntime;
+use crate::runtime::docker::DockerRuntime;
+use crate::watcher::{self, Backoff, RuntimeStatus, Watcher};
+
+/// How long tasks get to finish after shutdown before they are abandoned.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The runtimes the configuration asks for.
+pub fn runtimes_from_config(config: &AgentConfig) -> Vec<Arc<dyn ContainerRuntime>> {
+    let mut runtimes: Vec<Arc<dyn ContainerRuntime>> = Vec::new();
+    if let Some(socket) = &config.docker_socket {
+        runtimes.push(Arc::new(DockerRuntime::new(socket.clone())));
+    }
+    runtimes
+}
+
+/// A started agent.
+pub struct RunningAgent {
+    pub inventory: InventoryHandle,
+    /// One status per runtime, in configuration order.
+    pub runtime_status: Vec<(Arc<dyn ContainerRuntime>, watch::Receiver<RuntimeStatus>)>,
+    pub metrics: Metrics,
+    /// Where `/metrics` is served, when enabled.
+    pub metrics_addr: Option<SocketAddr>,
+    tasks: JoinSet<()>,
+}
+
+impl RunningAgent {
+    /// Waits for every task to finish after `shutdown` fired, at most `DRAIN_TIMEOUT`.
+    pub async fn drain(mut self) {
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            warn!(timeout = ?DRAIN_TIMEOUT, "agent tasks did not stop in time; abandoning them");
+            self.tasks.abort_all();
+        }
+    }
+}
+
+/// Starts the agent's tasks; they run until `shutdown` fires.
+pub async fn start(
+    config: &AgentConfig,
+    runtimes: Vec<Arc<dyn ContainerRuntime>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningAgent> {
+    start_with_backoff(config.metrics_listen, config.backoff, runtimes, shutdown).await
+}
+
+/// Like [`start`], from the parts tests and benches choose themselves.
+pub async fn start_with_backoff(
+    metrics_listen: Option<SocketAddr>,
+    backoff: Backoff,
+    runtimes: Vec<Arc<dyn ContainerRuntime>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningAgent> {
+    let metrics = Metrics::new();
+    let mut tasks = JoinSet::new();
+    let metrics_addr = match metrics_listen {
+        Some(listen) => {
+            let (bound, task) = metrics::serve(metrics.clone(), listen, shutdown.clone()).await?;
+            tasks.spawn(async move {
+                drop(task.await);
+            });
+            info!(address = %bound, "metrics endpoint listening");
+            Some(bound)
+        }
+        None => None,
+    };
+    let (inventory, inventory_task) = inventory::spawn(metrics.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        drop(inventory_task.await);
+    });
+    let mut runtime_status = Vec::new();
+    for runtime in runtimes {
+        let (status_sender, status_receiver) = watch::channel(RuntimeStatus::default());
+        let watcher = Watcher {
+            runtime: runtime.clone(),
+            updates: inventory.updates.clone(),
+            metrics: metrics.clone(),
+            backoff,
+            status: status_sender,
+        };
+        tasks.spawn(watcher.run(shutdown.clone()));
+        runtime_status.push((runtime, status_receiver));
+    }
+    Ok(RunningAgent {
+        inventory,
+        runtime_status,
+        metrics,
+        metrics_addr,
+        tasks,
+    })
+}
+
+/// One-shot posture report: connect to each runtime, list, inspect, check. An unreachable
+/// runtime is reported as such, never silently skipped.
+pub async fn scan(
+    node: String,
+    runtimes: Vec<Arc<dyn ContainerRuntime>>,
+) -> anyhow::Result<PostureReport> {
+    let mut runtime_reports = Vec::new();
+    let mut containers = Vec::new();
+    for runtime in runtimes {
+        let mut report = RuntimeReport {
+            runtime: runtime.kind().to_string(),
+            endpoint: runtime.endpoint(),
+            reachable: false,
+            error: None,
+            version: None,
+        };
+        match runtime.connect().await {
+            Ok(version) => {
+                report.reachable = true;
+                report.version = Some(version);
+                let listed = watcher::inspect_all(runtime.as_ref())
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "failed to list containers of {} at {}",
+                            runtime.kind(),
+                            runtime.endpoint()
+                        )
+                    })?;
+                containers.extend(
+                    listed
+                        .iter()
+                        .map(|info| ContainerReport::new(info, posture::assess(info))),
+                );
+            }
+            Err(error) => report.error = Some(error.to_string()),
+        }
+        runtime_reports.push(report);
+    }
+    Ok(PostureReport::new(node, runtime_reports, containers))
+}

@@ -1,0 +1,282 @@
+//! The agent's configuration: a raw form read from TOML (and overridden by flags) and a
+//! validated form that the agent is built from. Unknown keys are errors, and every error names
+//! the field and says what to fix; `main` exits 64 on them.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::telemetry::LogFormat;
+use crate::watcher::Backoff;
+
+/// A configuration error, naming the field (`metrics.listen`) or the file.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {field}: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The configuration file as written (`deploy/config/agent.toml` documents every key).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// The node's name in the fleet; the host name when unset.
+    pub node_name: Option<String>,
+    pub log: RawLog,
+    pub metrics: RawMetrics,
+    pub docker: RawDocker,
+    pub watch: RawWatch,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    /// `text` or `json`.
+    pub format: String,
+    /// A `tracing` filter such as `info` or `lazaret_agent=debug`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    /// `host:port` for `/metrics`; empty disables the endpoint.
+    pub listen: String,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        RawMetrics {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDocker {
+    pub enabled: bool,
+    /// The Docker Engine API socket.
+    pub socket: String,
+}
+
+impl Default for RawDocker {
+    fn default() -> Self {
+        RawDocker {
+            enabled: true,
+            socket: "/var/run/docker.sock".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawWatch {
+    /// First reconnect delay after a runtime connection is lost, e.g. `200ms`.
+    #[serde(with = "humantime_serde")]
+    pub backoff_initial: Duration,
+    /// The longest reconnect delay, e.g. `5s`.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+}
+
+impl Default for RawWatch {
+    fn default() -> Self {
+        RawWatch {
+            backoff_initial: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub node_name: String,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub metrics_listen: Option<SocketAddr>,
+    /// The Docker socket, when Docker is watched.
+    pub docker_socket: Option<String>,
+    pub backoff: Backoff,
+}
+
+impl RawConfig {
+    /// Reads a TOML file; a syntax error or unknown key names the file, line and key.
+    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            ConfigError::new(path.display().to_string(), format!("cannot read: {error}"))
+        })?;
+        toml::from_str(&text)
+            .map_err(|error| ConfigError::new(path.display().to_string(), error.to_string()))
+    }
+
+    pub fn validate(self) -> Result<AgentConfig, ConfigError> {
+        let node_name = match self.node_name {
+            Some(name) if name.trim().is_empty() => {
+                return Err(ConfigError::new(
+                    "node_name",
+                    "must not be empty (or leave it unset)",
+                ));
+            }
+            Some(name) => name,
+            None => host_name(),
+        };
+        let log_format = match self.log.format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::new(
+                    "log.format",
+                    format!("{other:?} is not a log format: use \"text\" or \"json\""),
+                ));
+            }
+        };
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|error| {
+            ConfigError::new(
+                "log.level",
+                format!("{:?} is not a log filter: {error}", self.log.level),
+            )
+        })?;
+        let metrics_listen = if self.metrics.listen.is_empty() {
+            None
+        } else {
+            Some(self.metrics.listen.parse::<SocketAddr>().map_err(|error| {
+                ConfigError::new(
+                    "metrics.listen",
+                    format!("{:?} is not host:port ({error}); use e.g. 127.0.0.1:9464, or \"\" to disable", self.metrics.listen),
+                )
+            })?)
+        };
+        let docker_socket = if self.docker.enabled {
+            if self.docker.socket.trim().is_empty() {
+                return Err(ConfigError::new(
+                    "docker.socket",
+                    "must name the Docker API socket",
+                ));
+            }
+            Some(self.docker.socket)
+        } else {
+            None
+        };
+        if docker_socket.is_none() {
+            return Err(ConfigError::new(
+                "docker.enabled",
+                "no runtime to watch: enable docker (containerd support arrives with issue 2/11)",
+            ));
+        }
+        if self.watch.backoff_initial.is_zero()
+            || self.watch.backoff_initial > self.watch.backoff_max
+        {
+            return Err(ConfigError::new(
+                "watch.backoff_initial",
+                "must be above zero and at most watch.backoff_max",
+            ));
+        }
+        Ok(AgentConfig {
+            node_name,
+            log_format,
+            log_level: self.log.level,
+            metrics_listen,
+            docker_socket,
+            backoff: Backoff {
+                initial: self.watch.backoff_initial,
+                max: self.watch.backoff_max,
+            },
+        })
+    }
+}
+
+/// The kernel's host name (Linux), or `localhost` if it cannot be read.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<AgentConfig, ConfigError> {
+        toml::from_str::<RawConfig>(text)
+            .map_err(|error| ConfigError::new("config", error.to_string()))?
+            .validate()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = parse("").unwrap();
+        assert_eq!(
+            config.docker_socket.as_deref(),
+            Some("/var/run/docker.sock")
+        );
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        assert!(!config.node_name.is_empty());
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let config = parse(
+            r#"
+            node_name = "edge-1"
+            [log]
+            format = "json"
+            level = "debug"
+            [metrics]
+            listen = ""
+            [docker]
+            socket = "/run/docker.sock"
+            [watch]
+            backoff_initial = "100ms"
+            backoff_max = "2s"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.node_name, "edge-1");
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.metrics_listen, None);
+        assert_eq!(config.backoff.initial, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_field() {
+        let unknown = parse("[docker]\nsokcet = \"/x\"").unwrap_err();
+        assert!(unknown.message.contains("sokcet"), "{unknown}");
+        let listen = parse("[metrics]\nlisten = \"localhost\"").unwrap_err();
+        assert_eq!(listen.field, "metrics.listen");
+        let format = parse("[log]\nformat = \"xml\"").unwrap_err();
+        assert_eq!(format.field, "log.format");
+        let backoff =
+            parse("[watch]\nbackoff_initial = \"10s\"\nbackoff_max = \"1s\"").unwrap_err();
+        assert_eq!(backoff.field, "watch.backoff_initial");
+        let nothing = parse("[docker]\nenabled = false").unwrap_err();
+        assert_eq!(nothing.field, "docker.enabled");
+    }
+}

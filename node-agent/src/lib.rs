@@ -1,0 +1,16 @@
+//! Lazaret's node agent: one per host. It watches the container runtimes, keeps a live
+//! inventory of every container with its CIS posture, and (as later issues land) judges and
+//! quarantines. See `DESIGN.md` §2 for the data flow.
+//!
+//! `main.rs` only parses flags and configuration and calls [`app`]; everything else is in this
+//! library so that tests and benches run the same code in process.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod config;
+pub mod inventory;
+pub mod metrics;
+pub mod report;
+pub mod runtime;
+pub mod telemetry;
+pub mod watcher;

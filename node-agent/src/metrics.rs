@@ -1,0 +1,274 @@
+//! Prometheus metrics of the agent and the `/metrics` endpoint that serves them.
+//!
+//! Metrics are updated by the task that owns the data (the inventory sets its gauges from each
+//! snapshot, watchers count their own reconnects); the endpoint only encodes. Names carry the
+//! `lazaret_` prefix and are documented in `docs/metrics.md`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
+use lazaret_core::ContainerState;
+use lazaret_core::posture::{self, CheckResult};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::inventory::InventorySnapshot;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FindingLabels {
+    check: &'static str,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuntimeLabels {
+    runtime: &'static str,
+}
+
+/// The agent's metrics; cheap to clone (every metric is shared).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    containers: Family<StateLabels, Gauge>,
+    findings: Family<FindingLabels, Gauge>,
+    runtime_connected: Family<RuntimeLabels, Gauge>,
+    runtime_reconnects: Family<RuntimeLabels, Counter>,
+    runtime_events: Family<RuntimeLabels, Counter>,
+    inventory_resyncs: Family<RuntimeLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("lazaret");
+        let containers = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "containers",
+            "Containers in the inventory by state",
+            containers.clone(),
+        );
+        let findings = Family::<FindingLabels, Gauge>::default();
+        registry.register(
+            "findings",
+            "Containers by CIS posture check and result (fail, pass, unknown)",
+            findings.clone(),
+        );
+        let runtime_connected = Family::<RuntimeLabels, Gauge>::default();
+        registry.register(
+            "runtime_connected",
+            "1 while the agent is connected to the runtime's event stream",
+            runtime_connected.clone(),
+        );
+        let runtime_reconnects = Family::<RuntimeLabels, Counter>::default();
+        registry.register(
+            "runtime_reconnects",
+            "Times the agent reconnected to a runtime after losing it",
+            runtime_reconnects.clone(),
+        );
+        let runtime_events = Family::<RuntimeLabels, Counter>::default();
+        registry.register(
+            "runtime_events",
+            "Container events received from a runtime",
+            runtime_events.clone(),
+        );
+        let inventory_resyncs = Family::<RuntimeLabels, Counter>::default();
+        registry.register(
+            "inventory_resyncs",
+            "Full inventory resyncs (one per (re)connect)",
+            inventory_resyncs.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            containers,
+            findings,
+            runtime_connected,
+            runtime_reconnects,
+            runtime_events,
+            inventory_resyncs,
+        }
+    }
+
+    /// Sets the inventory gauges from a snapshot. Every (state) and (check, result) series is
+    /// written, zeros included, so a series never goes stale.
+    pub fn record_inventory(&self, snapshot: &InventorySnapshot) {
+        for state in ContainerState::ALL {
+            let count = snapshot
+                .containers
+                .values()
+                .filter(|entry| entry.info.state == state)
+                .count();
+            self.containers
+                .get_or_create(&StateLabels {
+                    state: state.as_str(),
+                })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        for check in posture::catalogue() {
+            for result in CheckResult::ALL {
+                let count = snapshot
+                    .containers
+                    .values()
+                    .filter(|entry| {
+                        entry
+                            .findings
+                            .iter()
+                            .any(|finding| finding.check == check.id && finding.result == result)
+                    })
+                    .count();
+                self.findings
+                    .get_or_create(&FindingLabels {
+                        check: check.id,
+                        result: result.as_str(),
+                    })
+                    .set(i64::try_from(count).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
+    pub fn set_runtime_connected(&self, runtime: &'static str, connected: bool) {
+        self.runtime_connected
+            .get_or_create(&RuntimeLabels { runtime })
+            .set(i64::from(connected));
+    }
+
+    pub fn count_reconnect(&self, runtime: &'static str) {
+        self.runtime_reconnects
+            .get_or_create(&RuntimeLabels { runtime })
+            .inc();
+    }
+
+    pub fn count_event(&self, runtime: &'static str) {
+        self.runtime_events
+            .get_or_create(&RuntimeLabels { runtime })
+            .inc();
+    }
+
+    pub fn count_resync(&self, runtime: &'static str) {
+        self.inventory_resyncs
+            .get_or_create(&RuntimeLabels { runtime })
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        encode(&mut text, &self.registry).expect("encoding metrics into a string");
+        text
+    }
+}
+
+/// Binds `listen` and serves `GET /metrics` until `shutdown`. Returns the bound address (so a
+/// `:0` port can be discovered) and the server task.
+pub async fn serve(
+    metrics: Metrics,
+    listen: SocketAddr,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("failed to bind the metrics endpoint on {listen}"))?;
+    let bound = listener
+        .local_addr()
+        .context("failed to read the metrics address")?;
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(
+                        "content-type",
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.encode(),
+                )
+            }
+        }),
+    );
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "metrics endpoint failed");
+        }
+    });
+    Ok((bound, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use lazaret_core::{ContainerId, ContainerInfo, RuntimeKind};
+
+    use super::*;
+    use crate::inventory::InventoryEntry;
+
+    #[test]
+    fn inventory_gauges_count_states_and_findings() {
+        let metrics = Metrics::new();
+        let mut info = ContainerInfo::unknown(ContainerId::new("a"), RuntimeKind::Docker);
+        info.state = ContainerState::Running;
+        info.privileged = Some(true);
+        let entry = InventoryEntry {
+            findings: posture::assess(&info),
+            info,
+            observed_at: std::time::SystemTime::now(),
+        };
+        let snapshot = InventorySnapshot {
+            containers: BTreeMap::from([(ContainerId::new("a"), Arc::new(entry))]),
+            version: 1,
+        };
+        metrics.record_inventory(&snapshot);
+        metrics.count_reconnect("docker");
+        let text = metrics.encode();
+        assert!(
+            text.contains("lazaret_containers{state=\"running\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lazaret_containers{state=\"paused\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lazaret_findings{check=\"5.5\",result=\"fail\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lazaret_findings{check=\"5.4\",result=\"unknown\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lazaret_runtime_reconnects_total{runtime=\"docker\"} 1"),
+            "{text}"
+        );
+    }
+}

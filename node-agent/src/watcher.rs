@@ -1,0 +1,212 @@
+//! Follows one runtime: list, then events from the list's time on; on any error, back off,
+//! reconnect and resync in full, so a missed event never hides a container.
+//!
+//! The watcher is the only writer of its runtime's part of the inventory. It never panics on a
+//! runtime error and always returns promptly when `shutdown` fires.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use lazaret_core::ContainerId;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::inventory::InventoryUpdate;
+use crate::metrics::Metrics;
+use crate::runtime::{ContainerRuntime, EventKind, RuntimeError, RuntimeResult, RuntimeVersion};
+
+/// How many inspects run at once during a resync.
+const RESYNC_CONCURRENCY: usize = 8;
+
+/// Reconnect back-off: doubles from `initial` up to `max`; reset once a connection has held
+/// events for `max`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    fn next(&self, current: Duration) -> Duration {
+        (current * 2).min(self.max)
+    }
+}
+
+/// What the watcher last knew about its runtime, for `scan`, health and logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeStatus {
+    pub connected: bool,
+    pub version: Option<RuntimeVersion>,
+    pub last_error: Option<String>,
+    pub reconnects: u64,
+}
+
+fn unix_seconds_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Lists every container and inspects each (a few at a time). Containers that vanish between
+/// list and inspect are skipped.
+pub async fn inspect_all(
+    runtime: &dyn ContainerRuntime,
+) -> RuntimeResult<Vec<lazaret_core::ContainerInfo>> {
+    let ids = runtime.list().await?;
+    let inspected: Vec<RuntimeResult<Option<lazaret_core::ContainerInfo>>> =
+        futures::stream::iter(ids)
+            .map(|id| async move { runtime.inspect(&id).await })
+            .buffer_unordered(RESYNC_CONCURRENCY)
+            .collect()
+            .await;
+    let mut containers = Vec::with_capacity(inspected.len());
+    for result in inspected {
+        if let Some(info) = result? {
+            containers.push(info);
+        }
+    }
+    Ok(containers)
+}
+
+/// Why a connected session ended.
+enum SessionEnd {
+    Shutdown,
+    Lost(RuntimeError),
+}
+
+pub struct Watcher {
+    pub runtime: Arc<dyn ContainerRuntime>,
+    pub updates: mpsc::Sender<InventoryUpdate>,
+    pub metrics: Metrics,
+    pub backoff: Backoff,
+    pub status: watch::Sender<RuntimeStatus>,
+}
+
+impl Watcher {
+    /// Runs until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let runtime_name = self.runtime.kind().as_str();
+        let mut delay = self.backoff.initial;
+        let mut sessions: u64 = 0;
+        loop {
+            let started = tokio::time::Instant::now();
+            match self.session(sessions, &shutdown).await {
+                SessionEnd::Shutdown => break,
+                SessionEnd::Lost(error) => {
+                    self.metrics.set_runtime_connected(runtime_name, false);
+                    self.status.send_modify(|status| {
+                        status.connected = false;
+                        status.last_error = Some(error.to_string());
+                    });
+                    warn!(runtime = runtime_name, endpoint = %self.runtime.endpoint(), %error, retry_in = ?delay, "runtime connection lost");
+                }
+            }
+            sessions += 1;
+            if started.elapsed() >= self.backoff.max {
+                delay = self.backoff.initial;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = self.backoff.next(delay);
+        }
+        self.metrics.set_runtime_connected(runtime_name, false);
+        debug!(runtime = runtime_name, "watcher stopped");
+    }
+
+    /// One connection: connect, list + resync, then follow events until the stream breaks.
+    async fn session(&self, previous_sessions: u64, shutdown: &CancellationToken) -> SessionEnd {
+        let runtime_name = self.runtime.kind().as_str();
+        let connected = tokio::select! {
+            _ = shutdown.cancelled() => return SessionEnd::Shutdown,
+            connected = self.runtime.connect() => connected,
+        };
+        let version = match connected {
+            Ok(version) => version,
+            Err(error) => return SessionEnd::Lost(error),
+        };
+        // Events from one second before the list are replayed: duplicates are harmless
+        // (upserts are idempotent), gaps are not.
+        let since = unix_seconds_now() - 1;
+        let listed = tokio::select! {
+            _ = shutdown.cancelled() => return SessionEnd::Shutdown,
+            listed = inspect_all(self.runtime.as_ref()) => listed,
+        };
+        let containers = match listed {
+            Ok(containers) => containers,
+            Err(error) => return SessionEnd::Lost(error),
+        };
+        let count = containers.len();
+        if !self
+            .send(InventoryUpdate::Resync {
+                runtime: self.runtime.kind(),
+                containers,
+            })
+            .await
+        {
+            return SessionEnd::Shutdown;
+        }
+        self.metrics.count_resync(runtime_name);
+        if previous_sessions > 0 {
+            self.metrics.count_reconnect(runtime_name);
+        }
+        self.metrics.set_runtime_connected(runtime_name, true);
+        self.status.send_modify(|status| {
+            status.connected = true;
+            status.last_error = None;
+            status.reconnects = previous_sessions;
+            status.version = Some(version.clone());
+        });
+        info!(runtime = runtime_name, endpoint = %self.runtime.endpoint(), version = %version.version, containers = count, "runtime connected, inventory resynced");
+
+        let mut events = self.runtime.events(since);
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return SessionEnd::Shutdown,
+                next = events.next() => next,
+            };
+            let event = match next {
+                Some(Ok(event)) => event,
+                Some(Err(error)) => return SessionEnd::Lost(error),
+                None => {
+                    return SessionEnd::Lost(RuntimeError::Unavailable {
+                        runtime: self.runtime.kind(),
+                        endpoint: self.runtime.endpoint(),
+                        reason: "event stream ended".into(),
+                    });
+                }
+            };
+            self.metrics.count_event(runtime_name);
+            debug!(runtime = runtime_name, container_id = %event.id, action = %event.action, "container event");
+            let update = match event.kind {
+                EventKind::Removed => InventoryUpdate::Remove { id: event.id },
+                EventKind::Changed => match self.refresh(&event.id).await {
+                    Ok(update) => update,
+                    Err(error) => return SessionEnd::Lost(error),
+                },
+            };
+            if !self.send(update).await {
+                return SessionEnd::Shutdown;
+            }
+        }
+    }
+
+    async fn refresh(&self, id: &ContainerId) -> RuntimeResult<InventoryUpdate> {
+        match self.runtime.inspect(id).await? {
+            Some(info) => Ok(InventoryUpdate::Upsert(info)),
+            None => Ok(InventoryUpdate::Remove { id: id.clone() }),
+        }
+    }
+
+    /// False when the inventory is gone (the agent is shutting down).
+    async fn send(&self, update: InventoryUpdate) -> bool {
+        self.updates.send(update).await.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests;
