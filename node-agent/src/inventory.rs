@@ -54,7 +54,7 @@ impl InventorySnapshot {
 /// A change reported by a runtime watcher.
 #[derive(Debug)]
 pub enum InventoryUpdate {
-    Upsert(ContainerInfo),
+    Upsert(Box<ContainerInfo>),
     Remove {
         id: ContainerId,
     },
@@ -97,7 +97,7 @@ impl Inventory {
 
     fn apply(&mut self, update: InventoryUpdate) {
         match update {
-            InventoryUpdate::Upsert(info) => self.upsert(info),
+            InventoryUpdate::Upsert(info) => self.upsert(*info),
             InventoryUpdate::Remove { id } => {
                 self.containers.remove(&id);
             }
@@ -179,9 +179,18 @@ mod tests {
             containers: BTreeMap::new(),
             version: 0,
         };
-        inventory.apply(InventoryUpdate::Upsert(container("a", RuntimeKind::Docker)));
-        inventory.apply(InventoryUpdate::Upsert(container("b", RuntimeKind::Docker)));
-        inventory.apply(InventoryUpdate::Upsert(container("x", RuntimeKind::Fake)));
+        inventory.apply(InventoryUpdate::Upsert(Box::new(container(
+            "a",
+            RuntimeKind::Docker,
+        ))));
+        inventory.apply(InventoryUpdate::Upsert(Box::new(container(
+            "b",
+            RuntimeKind::Docker,
+        ))));
+        inventory.apply(InventoryUpdate::Upsert(Box::new(container(
+            "x",
+            RuntimeKind::Fake,
+        ))));
         inventory.apply(InventoryUpdate::Resync {
             runtime: RuntimeKind::Docker,
             containers: vec![
@@ -204,7 +213,10 @@ mod tests {
             containers: BTreeMap::new(),
             version: 0,
         };
-        inventory.apply(InventoryUpdate::Upsert(container("a", RuntimeKind::Docker)));
+        inventory.apply(InventoryUpdate::Upsert(Box::new(container(
+            "a",
+            RuntimeKind::Docker,
+        ))));
         let entry = inventory.snapshot().containers[&ContainerId::new("a")].clone();
         assert_eq!(entry.findings.len(), posture::catalogue().len());
         inventory.apply(InventoryUpdate::Remove {

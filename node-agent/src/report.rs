@@ -168,7 +168,7 @@ impl PostureReport {
                 .iter()
                 .filter(|finding| finding.result == CheckResult::Fail)
                 .collect();
-            failed.sort_by(|a, b| b.severity.cmp(&a.severity));
+            failed.sort_by_key(|finding| std::cmp::Reverse(finding.severity));
             let worst = failed
                 .first()
                 .map(|finding| finding.severity.to_string())

@@ -197,7 +197,7 @@ impl Watcher {
 
     async fn refresh(&self, id: &ContainerId) -> RuntimeResult<InventoryUpdate> {
         match self.runtime.inspect(id).await? {
-            Some(info) => Ok(InventoryUpdate::Upsert(info)),
+            Some(info) => Ok(InventoryUpdate::Upsert(Box::new(info))),
             None => Ok(InventoryUpdate::Remove { id: id.clone() }),
         }
     }

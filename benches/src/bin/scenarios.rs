@@ -1,0 +1,307 @@
+//! Scenario harness against the real Docker engine and a real agent process. Run:
+//! `cargo run --release -p lazaret-benches --bin lazaret-scenarios -- --out bench-results`
+//!
+//! Scenarios: (1) `docker create` → the container is in the agent's inventory with findings,
+//! side by side with the raw create call; (2) the agent process's RSS with N containers on the
+//! host, and its CPU while idle. Every container it makes carries the test label and is removed
+//! at the end.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bollard::Docker;
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{
+    CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
+};
+use clap::Parser;
+use lazaret_agent::app;
+use lazaret_agent::runtime::docker::DockerRuntime;
+use lazaret_agent::watcher::Backoff;
+use lazaret_benches::{Measurement, summarize};
+use lazaret_core::ContainerId;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Containers created for the create → inventory latency.
+    #[arg(long, default_value_t = 100)]
+    containers: usize,
+    /// Containers present while the agent's memory is measured.
+    #[arg(long, default_value_t = 200)]
+    rss_containers: usize,
+    /// Seconds of idle CPU measurement.
+    #[arg(long, default_value_t = 10)]
+    idle_seconds: u64,
+    /// The agent binary for the process scenarios (build it first).
+    #[arg(long, default_value = "target/release/lazaret-agent")]
+    agent: PathBuf,
+    /// Where the JSON report is written.
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+}
+
+const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    lazaret_tests::ensure_busybox_image(None).context("failed to build the test image")?;
+    let docker = Docker::connect_with_unix(DOCKER_SOCKET, 60, bollard::API_DEFAULT_VERSION)?
+        .negotiate_version()
+        .await?;
+    let run_label = format!("bench-{}", std::process::id());
+    let result = run_all(&args, &docker, &run_label).await;
+    remove_labelled(&docker, &run_label).await?;
+    let measurements = result?;
+    std::fs::create_dir_all(&args.out)?;
+    let path = args.out.join("scenarios.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&measurements)?)?;
+    for measurement in &measurements {
+        println!(
+            "{:<45} goal {:<22} {}{}",
+            measurement.metric,
+            measurement.goal,
+            measurement.value,
+            measurement
+                .ratio_p50
+                .map(|ratio| format!("  (p50 ratio to floor {ratio:.2})"))
+                .unwrap_or_default()
+        );
+    }
+    println!("report: {}", path.display());
+    Ok(())
+}
+
+async fn run_all(
+    args: &Args,
+    docker: &Docker,
+    run_label: &str,
+) -> anyhow::Result<Vec<Measurement>> {
+    let mut measurements = vec![create_to_inventory(docker, run_label, args.containers).await?];
+    measurements.extend(agent_process_footprint(args, docker, run_label).await?);
+    Ok(measurements)
+}
+
+async fn create_container(docker: &Docker, run_label: &str, name: &str) -> anyhow::Result<String> {
+    let body = ContainerCreateBody {
+        image: Some(lazaret_tests::BUSYBOX_IMAGE.to_string()),
+        cmd: Some(vec!["sleep".into(), "3600".into()]),
+        labels: Some(HashMap::from([(
+            lazaret_tests::TEST_LABEL.to_string(),
+            run_label.to_string(),
+        )])),
+        ..Default::default()
+    };
+    let options = CreateContainerOptions {
+        name: Some(name.to_string()),
+        ..Default::default()
+    };
+    Ok(docker.create_container(Some(options), body).await?.id)
+}
+
+/// `docker create` → the container is in the inventory with its findings.
+async fn create_to_inventory(
+    docker: &Docker,
+    run_label: &str,
+    count: usize,
+) -> anyhow::Result<Measurement> {
+    let shutdown = CancellationToken::new();
+    let backoff = Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(1),
+    };
+    let agent = app::start_with_backoff(
+        None,
+        backoff,
+        vec![Arc::new(DockerRuntime::new(DOCKER_SOCKET))],
+        shutdown.clone(),
+    )
+    .await?;
+    let mut status = agent.runtime_status[0].1.clone();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        status.wait_for(|status| status.connected),
+    )
+    .await??;
+    let mut end_to_end = Vec::with_capacity(count);
+    let mut raw_create = Vec::with_capacity(count);
+    for index in 0..count {
+        let mut snapshots = agent.inventory.snapshots.clone();
+        let started = Instant::now();
+        let id = ContainerId::new(
+            create_container(docker, run_label, &format!("{run_label}-lat-{index}")).await?,
+        );
+        raw_create.push(started.elapsed());
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            snapshots.wait_for(|snapshot| {
+                snapshot
+                    .get(&id)
+                    .is_some_and(|entry| !entry.findings.is_empty())
+            }),
+        )
+        .await
+        .context("container never reached the inventory")??;
+        end_to_end.push(started.elapsed());
+    }
+    shutdown.cancel();
+    agent.drain().await;
+    let measured = summarize(&end_to_end).context("no samples")?;
+    let floor = summarize(&raw_create).context("no samples")?;
+    Ok(Measurement {
+        metric: "docker create -> in inventory with findings".into(),
+        goal: "(baseline, no goal yet)".into(),
+        ratio_p50: Some(measured.p50_ms / floor.p50_ms),
+        value: serde_json::to_value(&measured)?,
+        floor: Some(floor),
+    })
+}
+
+fn process_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in /proc/PID/status")
+}
+
+/// utime + stime of a process, in clock ticks.
+fn process_cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_name = stat.rsplit_once(')').context("malformed stat")?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let utime: u64 = fields.get(11).context("no utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("no stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+/// Containers the agent reports through `/metrics` (a plain HTTP/1.0 GET on loopback).
+async fn inventory_size(metrics_address: &str) -> Option<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(metrics_address).await.ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let total = response
+        .lines()
+        .filter(|line| line.starts_with("lazaret_containers{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    Some(total)
+}
+
+/// The agent as a real process: RSS with N containers on the host, CPU while idle.
+async fn agent_process_footprint(
+    args: &Args,
+    docker: &Docker,
+    run_label: &str,
+) -> anyhow::Result<Vec<Measurement>> {
+    if !args.agent.exists() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p lazaret-agent`",
+            args.agent.display()
+        );
+    }
+    let existing = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            ..Default::default()
+        }))
+        .await?
+        .len();
+    for index in existing..args.rss_containers {
+        create_container(docker, run_label, &format!("{run_label}-rss-{index}")).await?;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let metrics_address = format!("127.0.0.1:{port}");
+    let mut child = tokio::process::Command::new(&args.agent)
+        .args([
+            "--docker-socket",
+            DOCKER_SOCKET,
+            "--log-level",
+            "warn",
+            "run",
+            "--metrics-listen",
+            &metrics_address,
+        ])
+        .kill_on_drop(true)
+        .spawn()
+        .context("failed to start the agent")?;
+    let pid = child.id().context("agent has no pid")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let wanted = u64::try_from(args.rss_containers.max(existing))?;
+    loop {
+        if inventory_size(&metrics_address)
+            .await
+            .is_some_and(|size| size >= wanted)
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the agent did not list {wanted} containers within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_kib = process_rss_kib(pid)?;
+    let ticks_per_second = 100.0; // USER_HZ on Linux
+    let before = process_cpu_ticks(pid)?;
+    tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
+    let after = process_cpu_ticks(pid)?;
+    let idle_cpu_percent =
+        (after - before) as f64 / ticks_per_second / args.idle_seconds as f64 * 100.0;
+    child.kill().await.ok();
+    Ok(vec![
+        Measurement {
+            metric: format!("agent RSS with {wanted} containers (MiB)"),
+            goal: "<= 30 MiB".into(),
+            value: serde_json::json!(rss_kib as f64 / 1024.0),
+            floor: None,
+            ratio_p50: None,
+        },
+        Measurement {
+            metric: format!(
+                "agent CPU idle over {} s (% of one core)",
+                args.idle_seconds
+            ),
+            goal: "<= 0.5 %".into(),
+            value: serde_json::json!(idle_cpu_percent),
+            floor: None,
+            ratio_p50: None,
+        },
+    ])
+}
+
+async fn remove_labelled(docker: &Docker, run_label: &str) -> anyhow::Result<()> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{}={run_label}", lazaret_tests::TEST_LABEL)],
+    )]);
+    let listed = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await?;
+    for container in listed {
+        if let Some(id) = container.id {
+            let options = RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            };
+            docker.remove_container(&id, Some(options)).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! `lazaret-agent` as a process: exit codes, the scan report against the real Docker engine,
+//! and a clean shutdown on SIGTERM.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_lazaret-agent");
+
+fn agent(args: &[&str]) -> std::process::Output {
+    Command::new(AGENT).args(args).output().expect("agent runs")
+}
+
+#[test]
+fn bad_configuration_exits_64_naming_the_field() {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    writeln!(file, "[metrics]\nlisten = \"everywhere\"").unwrap();
+    let output = agent(&["--config", file.path().to_str().unwrap(), "scan"]);
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("metrics.listen"), "{stderr}");
+
+    let mut unknown = tempfile::NamedTempFile::new().unwrap();
+    writeln!(unknown, "[docker]\nsokcet = \"/x\"").unwrap();
+    let output = agent(&["--config", unknown.path().to_str().unwrap(), "scan"]);
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("sokcet"));
+}
+
+#[test]
+fn unreachable_runtime_is_reported_and_exits_2() {
+    let output = agent(&[
+        "--docker-socket",
+        "/nonexistent/docker.sock",
+        "scan",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["runtimes"][0]["reachable"], false);
+    assert!(
+        report["runtimes"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/docker.sock")
+    );
+}
+
+/// Removes the container on drop, whatever the test did.
+struct Created(String);
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        let _removed = Command::new("docker").args(["rm", "-f", &self.0]).output();
+    }
+}
+
+#[test]
+fn scan_reports_a_real_container_and_fail_on_sets_the_exit_code() {
+    // The `lazaret-tests` crate builds this image; build it here too if this test runs alone.
+    let image = "lazaret-test/busybox:latest";
+    let exists = Command::new("docker")
+        .args(["image", "inspect", image])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    if !exists {
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "set -e; d=$(mktemp -d); mkdir -p $d/bin; cp /bin/busybox $d/bin/; ln -s busybox $d/bin/sh; ln -s busybox $d/bin/sleep; tar -C $d -c . | docker import - {image} >/dev/null; rm -rf $d"
+            ))
+            .status()
+            .unwrap();
+        assert!(status.success(), "could not build {image}");
+    }
+    let name = format!("lzt-binary-{}", std::process::id());
+    let output = Command::new("docker")
+        .args([
+            "create",
+            "--name",
+            &name,
+            "--label",
+            "lazaret.test=binary",
+            "--privileged",
+            image,
+            "sleep",
+            "60",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let created = Created(String::from_utf8(output.stdout).unwrap().trim().to_string());
+
+    let output = agent(&["scan", "-o", "json", "--fail-on", "critical"]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a privileged container is critical"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["runtimes"][0]["reachable"], true);
+    let container = report["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|container| container["id"] == created.0.as_str())
+        .expect("the created container is in the report");
+    assert_eq!(container["name"], name.as_str());
+    assert_eq!(container["state"], "created");
+    let privileged = container["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "5.5")
+        .unwrap();
+    assert_eq!(privileged["result"], "fail");
+
+    let table = agent(&["scan"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains(&name));
+}
+
+#[test]
+fn run_serves_metrics_and_stops_cleanly_on_sigterm() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(AGENT)
+        .args(["--log-format", "json", "run", "--metrics-listen", &listen])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        if let Some(text) = http_get(&listen)
+            && text.contains("lazaret_runtime_connected{runtime=\"docker\"} 1")
+        {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never reported a docker connection"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(metrics.contains("lazaret_containers{state=\"running\"}"));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent did not stop within 15 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let first_line: serde_json::Value =
+        serde_json::from_str(stderr.lines().next().unwrap()).unwrap();
+    assert!(first_line.get("level").is_some(), "json logs: {stderr}");
+    assert!(stderr.contains("shutting down"));
+}
+
+fn http_get(address: &str) -> Option<String> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}

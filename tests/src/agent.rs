@@ -1,0 +1,102 @@
+//! An agent started in process for a test, against a real engine, with helpers to wait for
+//! what it should see. Stopped (shutdown token cancelled, tasks drained) by [`TestAgent::stop`]
+//! or, as a last resort, on drop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use lazaret_agent::app::{self, RunningAgent};
+use lazaret_agent::inventory::InventorySnapshot;
+use lazaret_agent::runtime::docker::DockerRuntime;
+use lazaret_agent::watcher::{Backoff, RuntimeStatus};
+use tokio_util::sync::CancellationToken;
+
+/// The machine's Docker socket.
+pub const DEFAULT_DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+/// How long tests wait for the agent to see something: generous, the tests are not timings.
+pub const SEE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct TestAgent {
+    pub agent: Option<RunningAgent>,
+    shutdown: CancellationToken,
+}
+
+impl TestAgent {
+    /// Starts an agent watching the Docker engine at `socket`, with fast reconnects.
+    pub async fn start_docker(socket: &str) -> anyhow::Result<TestAgent> {
+        let shutdown = CancellationToken::new();
+        let backoff = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        let agent = app::start_with_backoff(
+            Some("127.0.0.1:0".parse()?),
+            backoff,
+            vec![Arc::new(DockerRuntime::new(socket))],
+            shutdown.clone(),
+        )
+        .await?;
+        Ok(TestAgent {
+            agent: Some(agent),
+            shutdown,
+        })
+    }
+
+    fn running(&self) -> &RunningAgent {
+        self.agent.as_ref().expect("agent running")
+    }
+
+    pub fn snapshot(&self) -> Arc<InventorySnapshot> {
+        self.running().inventory.current()
+    }
+
+    pub fn metrics_text(&self) -> String {
+        self.running().metrics.encode()
+    }
+
+    /// Waits until the inventory satisfies `condition`; the error says what was awaited.
+    pub async fn wait_for_inventory(
+        &self,
+        what: &str,
+        condition: impl Fn(&InventorySnapshot) -> bool,
+    ) -> anyhow::Result<Arc<InventorySnapshot>> {
+        let mut snapshots = self.running().inventory.snapshots.clone();
+        let seen = tokio::time::timeout(
+            SEE_TIMEOUT,
+            snapshots.wait_for(|snapshot| condition(snapshot)),
+        )
+        .await
+        .with_context(|| format!("timed out after {SEE_TIMEOUT:?} waiting for {what}"))?
+        .context("inventory task ended")?;
+        Ok(seen.clone())
+    }
+
+    /// Waits until the (first) runtime's status satisfies `condition`.
+    pub async fn wait_for_runtime(
+        &self,
+        what: &str,
+        condition: impl Fn(&RuntimeStatus) -> bool,
+    ) -> anyhow::Result<RuntimeStatus> {
+        let mut status = self.running().runtime_status[0].1.clone();
+        let seen = tokio::time::timeout(SEE_TIMEOUT, status.wait_for(|status| condition(status)))
+            .await
+            .with_context(|| format!("timed out after {SEE_TIMEOUT:?} waiting for {what}"))?
+            .context("watcher ended")?;
+        Ok(seen.clone())
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(agent) = self.agent.take() {
+            agent.drain().await;
+        }
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

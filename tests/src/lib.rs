@@ -1,0 +1,43 @@
+//! Shared harness for Lazaret's end-to-end tests: real engines, real containers, real network
+//! namespaces, all cleaned up on drop.
+//!
+//! - [`agent`]: [`agent::TestAgent`], an agent started in process against a real engine;
+//! - [`image`]: the busybox test image, built locally (no registry is reachable);
+//! - [`containers`]: [`TestContainers`], a guard owning the containers of one test;
+//! - [`netns`]: [`NetNs`], a named network namespace;
+//! - [`private_dockerd`]: [`PrivateDockerd`], an isolated engine for restart and crash tests;
+//! - [`docker`], [`command`], [`leftovers`]: the bounded CLI calls underneath.
+//!
+//! Everything here is synchronous (usable from `Drop`) and bounded in time. Nothing here may
+//! touch a container, namespace or engine that a test did not create.
+
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod command;
+pub mod containers;
+pub mod docker;
+pub mod image;
+pub mod leftovers;
+pub mod netns;
+pub mod private_dockerd;
+
+pub use containers::{TEST_LABEL, TestContainers};
+pub use docker::docker;
+pub use image::{BUSYBOX_IMAGE, ensure_busybox_image};
+pub use netns::NetNs;
+pub use private_dockerd::PrivateDockerd;
+
+/// Installs a `fmt` subscriber writing through the test harness's capture, filtered by
+/// `RUST_LOG` (default `info`). Safe to call from every test: only the first call installs.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let installed = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(filter)
+        .try_init();
+    if installed.is_err() {
+        // Another test (or the binary itself) installed a subscriber first; keep that one.
+    }
+}

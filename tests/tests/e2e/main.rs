@@ -1,0 +1,5 @@
+//! End-to-end suites against real engines; shared helpers live in the `lazaret-tests` library.
+
+mod harness;
+mod inventory;
+mod reconnect;
