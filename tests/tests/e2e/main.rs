@@ -1,5 +1,6 @@
 //! End-to-end suites against real engines; shared helpers live in the `lazaret-tests` library.
 
+mod conformance;
 mod harness;
 mod inventory;
 mod reconnect;
