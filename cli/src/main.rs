@@ -3,6 +3,9 @@
 //! (issue 5/11).
 #![forbid(unsafe_code)]
 
+mod policy;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -21,7 +24,7 @@ struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum Output {
+pub(crate) enum Output {
     Table,
     Json,
 }
@@ -31,14 +34,31 @@ enum Command {
     /// List the CIS Docker Benchmark checks Lazaret runs on every container (id, severity,
     /// title). Explained in docs/posture.md.
     Checks,
+    /// Work with policy files offline (see docs/policies.md).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Check policy files and directories as one set, exactly as an agent would load them.
+    /// Exit 0 and list the policies, or exit 1 and print every problem as FILE:LINE:COLUMN.
+    Validate {
+        /// Policy files (.yaml/.yml) or directories holding them.
+        #[arg(required = true, value_name = "FILE|DIR")]
+        paths: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Checks => print_checks(cli.output),
+        Command::Checks => {
+            print_checks(cli.output);
+            ExitCode::SUCCESS
+        }
+        Command::Policy(PolicyCommand::Validate { paths }) => policy::validate(&paths, cli.output),
     }
-    ExitCode::SUCCESS
 }
 
 fn print_checks(output: Output) {

@@ -31,3 +31,53 @@ fn help_explains_every_command() {
     assert!(help.contains("checks"));
     assert!(help.contains("CIS Docker Benchmark"));
 }
+
+fn deploy_policies() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/policies")
+}
+
+#[test]
+fn policy_validate_accepts_the_shipped_packs() {
+    let output = Command::cargo_bin("lazaretctl")
+        .unwrap()
+        .args(["policy", "validate"])
+        .arg(deploy_policies())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("strict-host-takeover"), "{stdout}");
+    assert!(stdout.contains("valid: "), "{stdout}");
+}
+
+#[test]
+fn policy_validate_prints_located_errors_and_exits_1() {
+    let directory = tempfile::tempdir().unwrap();
+    let file = directory.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: lazaret.dev/v1\nkind: Policy\nname: p\nrules:\n  - check: \"5.99\"\n",
+    )
+    .unwrap();
+    let output = Command::cargo_bin("lazaretctl")
+        .unwrap()
+        .args(["policy", "validate"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("bad.yaml:5:"), "{stderr}");
+    assert!(stderr.contains("unknown check"), "{stderr}");
+    let missing = Command::cargo_bin("lazaretctl")
+        .unwrap()
+        .args(["policy", "validate", "/nonexistent.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+}

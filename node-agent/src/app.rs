@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use lazaret_core::policy::{self, JudgeInput, NoIndicators, PolicySet};
 use lazaret_core::posture;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -113,11 +114,12 @@ pub async fn start_with_backoff(
     })
 }
 
-/// One-shot posture report: connect to each runtime, list, inspect, check. An unreachable
-/// runtime is reported as such, never silently skipped.
+/// One-shot posture report: connect to each runtime, list, inspect, check, and (with a policy
+/// set) judge. An unreachable runtime is reported as such, never silently skipped.
 pub async fn scan(
     node: String,
     runtimes: Vec<Arc<dyn ContainerRuntime>>,
+    policies: Option<&PolicySet>,
 ) -> anyhow::Result<PostureReport> {
     let mut runtime_reports = Vec::new();
     let mut containers = Vec::new();
@@ -142,11 +144,21 @@ pub async fn scan(
                             runtime.endpoint()
                         )
                     })?;
-                containers.extend(
-                    listed
-                        .iter()
-                        .map(|info| ContainerReport::new(info, posture::assess(info))),
-                );
+                containers.extend(listed.iter().map(|info| {
+                    let findings = posture::assess(info);
+                    let verdict = policies.map(|set| {
+                        policy::judge(
+                            set,
+                            &JudgeInput {
+                                container: info,
+                                posture: &findings,
+                                indicators: &NoIndicators,
+                                is_exempt: &|_| false,
+                            },
+                        )
+                    });
+                    ContainerReport::new(info, findings, verdict)
+                }));
             }
             Err(error) => report.error = Some(error.to_string()),
         }

@@ -1,6 +1,6 @@
 //! `lazaret-agent`: parse flags and configuration, build the agent, run until SIGTERM/SIGINT,
 //! drain. Exit codes: 0 ok, 1 `scan --fail-on` threshold reached, 2 runtime or I/O error,
-//! 64 bad configuration (the message names the field).
+//! 64 bad configuration or policy (the message names the field, or the file and line).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -11,6 +11,7 @@ use lazaret_agent::app;
 use lazaret_agent::config::{ConfigError, RawConfig};
 use lazaret_agent::telemetry;
 use lazaret_core::Severity;
+use lazaret_core::policy::{PolicySet, files};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -60,6 +61,10 @@ enum Command {
         /// severity (info, low, medium, high, critical).
         #[arg(long, value_name = "SEVERITY")]
         fail_on: Option<Severity>,
+        /// Judge every container against the policies in this directory or file (repeatable)
+        /// and show what each policy would do. Nothing is enforced by `scan`.
+        #[arg(long, value_name = "DIR|FILE")]
+        policy_dir: Vec<PathBuf>,
     },
 }
 
@@ -124,8 +129,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     telemetry::init(config.log_format, &config.log_level);
     let runtimes = app::runtimes_from_config(&config);
     match cli.command {
-        Command::Scan { output, fail_on } => {
-            let report = app::scan(config.node_name.clone(), runtimes).await?;
+        Command::Scan {
+            output,
+            fail_on,
+            policy_dir,
+        } => {
+            let policies = if policy_dir.is_empty() {
+                None
+            } else {
+                match files::read_sources(&policy_dir).and_then(|sources| PolicySet::load(&sources))
+                {
+                    Ok(set) => Some(set),
+                    Err(errors) => {
+                        eprintln!("error: {errors}");
+                        return Ok(ExitCode::from(EXIT_CONFIG));
+                    }
+                }
+            };
+            let report = app::scan(config.node_name.clone(), runtimes, policies.as_ref()).await?;
             match output {
                 Output::Json => println!("{}", report.to_json()),
                 Output::Table => print!("{}", report.to_table()),

@@ -3,6 +3,7 @@
 
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use lazaret_core::advisory::{self, Advisory, RuntimeVersions};
+use lazaret_core::policy::Verdict;
 use lazaret_core::posture::{CheckResult, Finding};
 use lazaret_core::{ContainerInfo, Severity};
 use serde::Serialize;
@@ -29,10 +30,13 @@ pub struct ContainerReport {
     pub image: String,
     pub state: String,
     pub findings: Vec<Finding>,
+    /// What the policies say, when `scan --policy-dir` gave some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
 }
 
 impl ContainerReport {
-    pub fn new(info: &ContainerInfo, findings: Vec<Finding>) -> Self {
+    pub fn new(info: &ContainerInfo, findings: Vec<Finding>, verdict: Option<Verdict>) -> Self {
         ContainerReport {
             id: info.id.to_string(),
             name: info.name.clone(),
@@ -41,6 +45,7 @@ impl ContainerReport {
             image: info.image.clone(),
             state: info.state.to_string(),
             findings,
+            verdict,
         }
     }
 }
@@ -174,14 +179,18 @@ impl PostureReport {
                 .map(|finding| finding.severity.to_string())
                 .unwrap_or_else(|| "-".into());
             let listed: Vec<&str> = failed.iter().map(|finding| finding.check).collect();
-            containers.add_row([
+            let mut row = vec![
                 container.name.clone(),
                 container.id.chars().take(12).collect(),
                 container.state.clone(),
                 container.image.clone(),
                 worst,
                 listed.join(" "),
-            ]);
+            ];
+            if let Some(verdict) = &container.verdict {
+                row.push(describe_verdict(verdict));
+            }
+            containers.add_row(row);
         }
         out.push_str(&containers.to_string());
         out.push('\n');
@@ -189,7 +198,32 @@ impl PostureReport {
     }
 }
 
-fn new_table<const N: usize>(header: [&str; N]) -> Table {
+/// One cell: what the enforcing policy would do, then what audit policies would have done.
+fn describe_verdict(verdict: &Verdict) -> String {
+    let actions = |list: &[lazaret_core::quarantine::Action]| {
+        list.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut lines = Vec::new();
+    if let Some(policy) = &verdict.enforcing_policy {
+        lines.push(format!("ENFORCE {policy}: {}", actions(&verdict.actions)));
+    }
+    for would in &verdict.would_have {
+        lines.push(format!(
+            "audit {}: would {}",
+            would.policy,
+            actions(&would.actions)
+        ));
+    }
+    if lines.is_empty() {
+        lines.push("-".into());
+    }
+    lines.join("\n")
+}
+
+fn new_table<H: Into<comfy_table::Row>>(header: H) -> Table {
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)
@@ -209,7 +243,7 @@ mod tests {
             ContainerInfo::unknown(ContainerId::new("0123456789abcdef"), RuntimeKind::Docker);
         info.name = "risky".into();
         info.privileged = Some(true);
-        let container = ContainerReport::new(&info, posture::assess(&info));
+        let container = ContainerReport::new(&info, posture::assess(&info), None);
         let runtime = RuntimeReport {
             runtime: "docker".into(),
             endpoint: "/var/run/docker.sock".into(),

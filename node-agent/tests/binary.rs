@@ -124,6 +124,43 @@ fn scan_reports_a_real_container_and_fail_on_sets_the_exit_code() {
 
     let table = agent(&["scan"]);
     assert!(String::from_utf8_lossy(&table.stdout).contains(&name));
+
+    let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/policies");
+    let judged = agent(&["scan", "-o", "json", "--policy-dir", policies]);
+    assert_eq!(judged.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&judged.stdout).unwrap();
+    let container = report["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|container| container["id"] == created.0.as_str())
+        .unwrap();
+    assert_eq!(
+        container["verdict"]["enforcing_policy"],
+        "strict-host-takeover"
+    );
+    assert_eq!(
+        container["verdict"]["actions"],
+        serde_json::json!(["network-cut", "pause"])
+    );
+    assert_eq!(container["verdict"]["ttl"], "1day");
+    let table = agent(&["scan", "--policy-dir", policies]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("ENFORCE strict-host-takeover"));
+}
+
+#[test]
+fn a_bad_policy_directory_exits_64_with_the_location() {
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(
+        directory.path().join("bad.yaml"),
+        "apiVersion: lazaret.dev/v1\nkind: Policy\nname: p\nrules:\n  - expr: 'container.usr == \"\"'\n",
+    )
+    .unwrap();
+    let output = agent(&["scan", "--policy-dir", directory.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad.yaml:5:"), "{stderr}");
+    assert!(stderr.contains("no field `usr`"), "{stderr}");
 }
 
 #[test]

@@ -3,4 +3,5 @@
 mod conformance;
 mod harness;
 mod inventory;
+mod policies;
 mod reconnect;
