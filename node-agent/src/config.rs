@@ -37,6 +37,7 @@ pub struct RawConfig {
     pub log: RawLog,
     pub metrics: RawMetrics,
     pub docker: RawDocker,
+    pub containerd: RawContainerd,
     pub watch: RawWatch,
 }
 
@@ -92,6 +93,47 @@ impl Default for RawDocker {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct RawContainerd {
+    /// `true`, `false`, or unset: watch containerd when its socket exists.
+    pub enabled: Option<bool>,
+    /// The containerd API socket; empty: the first of `/run/containerd/containerd.sock` and
+    /// Docker's own `/var/run/docker/containerd/containerd.sock` that exists.
+    pub socket: String,
+    /// containerd namespaces to watch (`moby` is Docker's, `k8s.io` Kubernetes').
+    pub namespaces: Vec<String>,
+}
+
+impl Default for RawContainerd {
+    fn default() -> Self {
+        RawContainerd {
+            enabled: None,
+            socket: String::new(),
+            namespaces: DEFAULT_CONTAINERD_NAMESPACES
+                .iter()
+                .map(|namespace| namespace.to_string())
+                .collect(),
+        }
+    }
+}
+
+/// Namespaces watched by default: Docker's, Kubernetes', and `ctr`/`nerdctl`'s.
+pub const DEFAULT_CONTAINERD_NAMESPACES: [&str; 3] = ["moby", "k8s.io", "default"];
+
+/// Where containerd usually listens: standalone, then Docker's managed one.
+pub const CONTAINERD_SOCKET_CANDIDATES: [&str; 2] = [
+    "/run/containerd/containerd.sock",
+    "/var/run/docker/containerd/containerd.sock",
+];
+
+/// The containerd runtime to watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerdConfig {
+    pub socket: String,
+    pub namespaces: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawWatch {
     /// First reconnect delay after a runtime connection is lost, e.g. `200ms`.
     #[serde(with = "humantime_serde")]
@@ -119,6 +161,8 @@ pub struct AgentConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// The Docker socket, when Docker is watched.
     pub docker_socket: Option<String>,
+    /// containerd, when watched.
+    pub containerd: Option<ContainerdConfig>,
     pub backoff: Backoff,
 }
 
@@ -180,10 +224,11 @@ impl RawConfig {
         } else {
             None
         };
-        if docker_socket.is_none() {
+        let containerd = validate_containerd(self.containerd)?;
+        if docker_socket.is_none() && containerd.is_none() {
             return Err(ConfigError::new(
                 "docker.enabled",
-                "no runtime to watch: enable docker (containerd support arrives with issue 2/11)",
+                "no runtime to watch: enable docker or containerd",
             ));
         }
         if self.watch.backoff_initial.is_zero()
@@ -200,11 +245,52 @@ impl RawConfig {
             log_level: self.log.level,
             metrics_listen,
             docker_socket,
+            containerd,
             backoff: Backoff {
                 initial: self.watch.backoff_initial,
                 max: self.watch.backoff_max,
             },
         })
+    }
+}
+
+fn validate_containerd(raw: RawContainerd) -> Result<Option<ContainerdConfig>, ConfigError> {
+    if raw.enabled == Some(false) {
+        return Ok(None);
+    }
+    if raw.namespaces.is_empty()
+        || raw
+            .namespaces
+            .iter()
+            .any(|namespace| namespace.trim().is_empty())
+    {
+        return Err(ConfigError::new(
+            "containerd.namespaces",
+            "list at least one non-empty namespace, e.g. [\"moby\", \"k8s.io\", \"default\"]",
+        ));
+    }
+    let socket = if raw.socket.trim().is_empty() {
+        CONTAINERD_SOCKET_CANDIDATES
+            .iter()
+            .find(|candidate| Path::new(candidate).exists())
+            .map(|candidate| candidate.to_string())
+    } else {
+        Some(raw.socket)
+    };
+    match (socket, raw.enabled) {
+        (Some(socket), _) => Ok(Some(ContainerdConfig {
+            socket,
+            namespaces: raw.namespaces,
+        })),
+        // Auto-detection found nothing: containerd simply is not on this host.
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(ConfigError::new(
+            "containerd.socket",
+            format!(
+                "containerd is enabled but no socket was given and none of {} exists",
+                CONTAINERD_SOCKET_CANDIDATES.join(", ")
+            ),
+        )),
     }
 }
 
@@ -276,7 +362,33 @@ mod tests {
         let backoff =
             parse("[watch]\nbackoff_initial = \"10s\"\nbackoff_max = \"1s\"").unwrap_err();
         assert_eq!(backoff.field, "watch.backoff_initial");
-        let nothing = parse("[docker]\nenabled = false").unwrap_err();
+        let nothing =
+            parse("[docker]\nenabled = false\n[containerd]\nenabled = false").unwrap_err();
         assert_eq!(nothing.field, "docker.enabled");
+        let namespaces = parse("[containerd]\nnamespaces = []").unwrap_err();
+        assert_eq!(namespaces.field, "containerd.namespaces");
+    }
+
+    #[test]
+    fn containerd_is_configured_explicitly_or_found() {
+        let explicit =
+            parse("[containerd]\nsocket = \"/tmp/c.sock\"\nnamespaces = [\"k8s.io\"]").unwrap();
+        assert_eq!(
+            explicit.containerd,
+            Some(ContainerdConfig {
+                socket: "/tmp/c.sock".into(),
+                namespaces: vec!["k8s.io".into()]
+            })
+        );
+        let disabled = parse("[containerd]\nenabled = false").unwrap();
+        assert_eq!(disabled.containerd, None);
+        let found = parse("").unwrap();
+        let expected = CONTAINERD_SOCKET_CANDIDATES
+            .iter()
+            .find(|candidate| Path::new(candidate).exists());
+        assert_eq!(
+            found.containerd.map(|containerd| containerd.socket),
+            expected.map(|socket| socket.to_string())
+        );
     }
 }

@@ -4,6 +4,11 @@
 //! and the API as they land) get immutable [`InventorySnapshot`]s through a `watch` channel, so
 //! nobody ever holds a lock across the set. A resync replaces everything one runtime reported,
 //! which is how a missed event (a dropped connection) is repaired.
+//!
+//! One container, one entry: a Docker container is also visible in containerd's `moby`
+//! namespace under the same id. Docker's view wins (it knows mounts, privilege and ports, which
+//! containerd's `moby` records leave empty); containerd's report of such a container is ignored
+//! while Docker holds it, and used when Docker is not watched.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -55,7 +60,9 @@ impl InventorySnapshot {
 #[derive(Debug)]
 pub enum InventoryUpdate {
     Upsert(Box<ContainerInfo>),
+    /// `runtime` says who reports the removal: it only removes that runtime's entry.
     Remove {
+        runtime: RuntimeKind,
         id: ContainerId,
     },
     /// The complete list from one runtime: everything else it reported before is gone.
@@ -83,8 +90,18 @@ struct Inventory {
     version: u64,
 }
 
+/// Whether `incoming` may replace `existing`: Docker's view of a container beats containerd's.
+fn may_replace(existing: &ContainerInfo, incoming: &ContainerInfo) -> bool {
+    !(existing.runtime == RuntimeKind::Docker && incoming.runtime == RuntimeKind::Containerd)
+}
+
 impl Inventory {
     fn upsert(&mut self, info: ContainerInfo) {
+        if let Some(existing) = self.containers.get(&info.id)
+            && !may_replace(&existing.info, &info)
+        {
+            return;
+        }
         let findings = posture::assess(&info);
         let entry = InventoryEntry {
             info,
@@ -98,8 +115,14 @@ impl Inventory {
     fn apply(&mut self, update: InventoryUpdate) {
         match update {
             InventoryUpdate::Upsert(info) => self.upsert(*info),
-            InventoryUpdate::Remove { id } => {
-                self.containers.remove(&id);
+            InventoryUpdate::Remove { runtime, id } => {
+                if self
+                    .containers
+                    .get(&id)
+                    .is_some_and(|entry| entry.info.runtime == runtime)
+                {
+                    self.containers.remove(&id);
+                }
             }
             InventoryUpdate::Resync {
                 runtime,
@@ -208,6 +231,48 @@ mod tests {
     }
 
     #[test]
+    fn a_docker_container_seen_in_containerd_is_one_entry_and_docker_wins() {
+        let mut inventory = Inventory {
+            containers: BTreeMap::new(),
+            version: 0,
+        };
+        let mut through_containerd = container("same", RuntimeKind::Containerd);
+        through_containerd.namespace = "moby".into();
+        inventory.apply(InventoryUpdate::Upsert(Box::new(
+            through_containerd.clone(),
+        )));
+        assert_eq!(
+            inventory.containers[&ContainerId::new("same")].info.runtime,
+            RuntimeKind::Containerd
+        );
+        let mut through_docker = container("same", RuntimeKind::Docker);
+        through_docker.privileged = Some(true);
+        inventory.apply(InventoryUpdate::Upsert(Box::new(through_docker)));
+        inventory.apply(InventoryUpdate::Upsert(Box::new(
+            through_containerd.clone(),
+        )));
+        inventory.apply(InventoryUpdate::Resync {
+            runtime: RuntimeKind::Containerd,
+            containers: vec![through_containerd],
+        });
+        assert_eq!(inventory.containers.len(), 1);
+        let entry = &inventory.containers[&ContainerId::new("same")];
+        assert_eq!(entry.info.runtime, RuntimeKind::Docker);
+        assert_eq!(entry.info.privileged, Some(true));
+        // containerd's delete does not remove Docker's entry; Docker's does.
+        inventory.apply(InventoryUpdate::Remove {
+            runtime: RuntimeKind::Containerd,
+            id: ContainerId::new("same"),
+        });
+        assert_eq!(inventory.containers.len(), 1);
+        inventory.apply(InventoryUpdate::Remove {
+            runtime: RuntimeKind::Docker,
+            id: ContainerId::new("same"),
+        });
+        assert!(inventory.containers.is_empty());
+    }
+
+    #[test]
     fn entries_carry_findings_for_every_check() {
         let mut inventory = Inventory {
             containers: BTreeMap::new(),
@@ -220,6 +285,7 @@ mod tests {
         let entry = inventory.snapshot().containers[&ContainerId::new("a")].clone();
         assert_eq!(entry.findings.len(), posture::catalogue().len());
         inventory.apply(InventoryUpdate::Remove {
+            runtime: RuntimeKind::Docker,
             id: ContainerId::new("a"),
         });
         assert!(inventory.snapshot().is_empty());

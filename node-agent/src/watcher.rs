@@ -183,7 +183,10 @@ impl Watcher {
             self.metrics.count_event(runtime_name);
             debug!(runtime = runtime_name, container_id = %event.id, action = %event.action, "container event");
             let update = match event.kind {
-                EventKind::Removed => InventoryUpdate::Remove { id: event.id },
+                EventKind::Removed => InventoryUpdate::Remove {
+                    runtime: self.runtime.kind(),
+                    id: event.id,
+                },
                 EventKind::Changed => match self.refresh(&event.id).await {
                     Ok(update) => update,
                     Err(error) => return SessionEnd::Lost(error),
@@ -198,7 +201,10 @@ impl Watcher {
     async fn refresh(&self, id: &ContainerId) -> RuntimeResult<InventoryUpdate> {
         match self.runtime.inspect(id).await? {
             Some(info) => Ok(InventoryUpdate::Upsert(Box::new(info))),
-            None => Ok(InventoryUpdate::Remove { id: id.clone() }),
+            None => Ok(InventoryUpdate::Remove {
+                runtime: self.runtime.kind(),
+                id: id.clone(),
+            }),
         }
     }
 

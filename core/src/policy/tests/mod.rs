@@ -2,6 +2,7 @@
 //! judge's decisions, and a property test that the judge never panics.
 
 mod decisions;
+mod docs;
 mod loading;
 mod properties;
 mod rules;
