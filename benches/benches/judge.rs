@@ -12,11 +12,21 @@ use lazaret_core::policy::{JudgeInput, NoIndicators, PolicySet, PolicySource, ju
 use lazaret_core::{ContainerId, ContainerInfo, ContainerState, RuntimeKind, posture};
 
 fn fifty_policies() -> String {
+    policies_with(50, true)
+}
+
+fn policies_with(count: usize, with_cel: bool) -> String {
     let mut documents = Vec::new();
-    for index in 0..50 {
-        let rules = match index % 3 {
+    for index in 0..count {
+        let kind = if with_cel {
+            index % 3
+        } else {
+            [0, 2][index % 2]
+        };
+        let rules = match kind {
             0 => "  - {check: \"5.4\", capabilities: [SYS_ADMIN, NET_ADMIN]}\n  - check: privileged\n".to_string(),
-            1 => "  - expr: 'container.user == \"\" && container.image.startsWith(\"registry.example.com/\")'\n  - expr: 'container.mounts.exists(m, m.rw && m.source.startsWith(\"/etc\"))'\n".to_string(),
+            // Distinct expressions per policy, as in real sets.
+            1 => format!("  - expr: 'container.user == \"\" && container.image.startsWith(\"registry.example.com/\") && container.name != \"skip-{index}\"'\n  - expr: 'container.mounts.exists(m, m.rw && m.source.startsWith(\"/etc/{index}\"))'\n"),
             _ => "  - {check: image-not-from, registries: [registry.example.com, docker.io/library]}\n  - check: \"5.32\"\n".to_string(),
         };
         documents.push(format!(
@@ -61,6 +71,23 @@ fn bench_judge(criterion: &mut Criterion) {
             )
         })
     });
+    let mut clean = container();
+    clean.user = Some("app".into());
+    clean.cap_add = Some(vec![]);
+    let clean_findings = posture::assess(&clean);
+    criterion.bench_function("judge/clean_container_50_policies", |bencher| {
+        bencher.iter(|| {
+            judge(
+                black_box(&set),
+                &JudgeInput {
+                    container: black_box(&clean),
+                    posture: &clean_findings,
+                    indicators: &NoIndicators,
+                    is_exempt: &|_| false,
+                },
+            )
+        })
+    });
     criterion.bench_function("judge/assess_and_judge_50_policies", |bencher| {
         bencher.iter(|| {
             let findings = posture::assess(black_box(&subject));
@@ -68,6 +95,39 @@ fn bench_judge(criterion: &mut Criterion) {
                 &set,
                 &JudgeInput {
                     container: &subject,
+                    posture: &findings,
+                    indicators: &NoIndicators,
+                    is_exempt: &|_| false,
+                },
+            )
+        })
+    });
+    let without_cel = PolicySet::load(&[PolicySource::new("bench.yaml", policies_with(50, false))])
+        .expect("load");
+    criterion.bench_function("judge/one_container_50_policies_without_cel", |bencher| {
+        bencher.iter(|| {
+            judge(
+                black_box(&without_cel),
+                &JudgeInput {
+                    container: black_box(&subject),
+                    posture: &findings,
+                    indicators: &NoIndicators,
+                    is_exempt: &|_| false,
+                },
+            )
+        })
+    });
+    let one_cel = PolicySet::load(&[PolicySource::new(
+        "bench.yaml",
+        "apiVersion: lazaret.dev/v1\nkind: Policy\nname: one\nmatch:\n  labels: {env: prod}\nrules:\n  - expr: 'container.user == \"\" && container.image.startsWith(\"registry.example.com/\")'\n",
+    )])
+    .expect("load");
+    criterion.bench_function("judge/one_cel_policy", |bencher| {
+        bencher.iter(|| {
+            judge(
+                black_box(&one_cel),
+                &JudgeInput {
+                    container: black_box(&subject),
                     posture: &findings,
                     indicators: &NoIndicators,
                     is_exempt: &|_| false,

@@ -6,7 +6,7 @@
 //! rejected at load, so a typo never turns into a silent "no match" at run time. Unknown
 //! values (the runtime did not report them) are `null`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
@@ -67,11 +67,59 @@ fn environment() -> &'static Arc<Env> {
     ENVIRONMENT.get_or_init(|| Arc::new(Env::stdlib()))
 }
 
+/// Which fields of `container` a set of expressions reads, so that the judge builds only those
+/// (building all of them costs more than evaluating most expressions).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CelFields {
+    /// No expression at all.
+    #[default]
+    None,
+    Only(BTreeSet<&'static str>),
+    /// Some expression uses `container` as a whole (e.g. `size(container)`).
+    All,
+}
+
+impl CelFields {
+    fn add(&mut self, field: &'static str) {
+        match self {
+            CelFields::All => {}
+            CelFields::Only(fields) => {
+                fields.insert(field);
+            }
+            CelFields::None => *self = CelFields::Only(BTreeSet::from([field])),
+        }
+    }
+
+    /// The union of two field sets.
+    pub fn merge(&mut self, other: &CelFields) {
+        match other {
+            CelFields::None => {}
+            CelFields::All => *self = CelFields::All,
+            CelFields::Only(fields) => {
+                for field in fields {
+                    self.add(field);
+                }
+            }
+        }
+    }
+
+    fn wants(&self, field: &str) -> bool {
+        match self {
+            CelFields::None => false,
+            CelFields::All => true,
+            CelFields::Only(fields) => fields.contains(field),
+        }
+    }
+}
+
 /// A compiled, checked CEL expression with its source.
 #[derive(Clone)]
 pub struct CelExpression {
     source: String,
     program: Arc<Program>,
+    fields: CelFields,
+    /// The explanation reported when it is true (built once, shared by every finding).
+    why_true: Arc<str>,
 }
 
 impl fmt::Debug for CelExpression {
@@ -98,23 +146,35 @@ impl CelExpression {
                 errors.to_string().replace("<input>", "expr")
             )
         })?;
-        let mut problems = Vec::new();
-        check_references(program.expression(), &mut Vec::new(), &mut problems);
-        if !problems.is_empty() {
-            problems.dedup();
+        let mut walk = ReferenceWalk::default();
+        walk.visit(program.expression());
+        if !walk.problems.is_empty() {
+            walk.problems.dedup();
             return Err(format!(
                 "CEL expression {source:?}: {}",
-                problems.join("; ")
+                walk.problems.join("; ")
             ));
         }
         Ok(CelExpression {
             source: source.to_string(),
             program: Arc::new(program),
+            fields: walk.fields,
+            why_true: Arc::from(format!("{source} is true")),
         })
     }
 
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// The `container` fields this expression reads.
+    pub fn fields(&self) -> &CelFields {
+        &self.fields
+    }
+
+    /// `"<source> is true"`, the explanation of a violation.
+    pub fn why_true(&self) -> Arc<str> {
+        self.why_true.clone()
     }
 
     /// Evaluates against a container context; anything but a boolean result is an error.
@@ -137,79 +197,102 @@ impl<'de> Deserialize<'de> for CelExpression {
     }
 }
 
-/// Walks the expression, collecting references to unknown variables and `container` fields.
-/// Comprehension variables (`m` in `container.mounts.exists(m, m.rw)`) are in scope inside
-/// their comprehension.
-fn check_references(expression: &IdedExpr, bound: &mut Vec<String>, problems: &mut Vec<String>) {
-    match &expression.expr {
-        Expr::Ident(name) => {
-            let known = name.starts_with('@')
-                || name == "container"
-                || bound.iter().any(|variable| variable == name)
-                || CEL_IDENTIFIERS.contains(&name.as_str());
-            if !known {
-                problems.push(format!(
-                    "unknown variable `{name}`: the only variable is `container`"
-                ));
-            }
-        }
-        Expr::Select(select) => {
-            let on_container = matches!(&select.operand.expr, Expr::Ident(name)
-                if name == "container" && !bound.iter().any(|variable| variable == "container"));
-            if on_container && !CONTAINER_FIELDS.contains(&select.field.as_str()) {
-                problems.push(format!(
-                    "`container` has no field `{}`; its fields are: {}",
-                    select.field,
-                    CONTAINER_FIELDS.join(", ")
-                ));
-            }
-            check_references(&select.operand, bound, problems);
-        }
-        Expr::Call(call) => {
-            if let Some(target) = &call.target {
-                check_references(target, bound, problems);
-            }
-            for argument in &call.args {
-                check_references(argument, bound, problems);
-            }
-        }
-        Expr::Comprehension(comprehension) => {
-            check_references(&comprehension.iter_range, bound, problems);
-            check_references(&comprehension.accu_init, bound, problems);
-            let scope = bound.len();
-            bound.push(comprehension.iter_var.clone());
-            bound.extend(comprehension.iter_var2.clone());
-            bound.push(comprehension.accu_var.clone());
-            check_references(&comprehension.loop_cond, bound, problems);
-            check_references(&comprehension.loop_step, bound, problems);
-            check_references(&comprehension.result, bound, problems);
-            bound.truncate(scope);
-        }
-        Expr::List(list) => {
-            for element in &list.elements {
-                check_references(element, bound, problems);
-            }
-        }
-        Expr::Map(map) => {
-            for entry in &map.entries {
-                check_entry(&entry.expr, bound, problems);
-            }
-        }
-        Expr::Struct(structure) => {
-            for entry in &structure.entries {
-                check_entry(&entry.expr, bound, problems);
-            }
-        }
-        Expr::Literal(_) | Expr::Unspecified => {}
-    }
+/// Walks an expression: collects references to unknown variables and `container` fields (the
+/// problems), and the fields it reads. Comprehension variables (`m` in
+/// `container.mounts.exists(m, m.rw)`) are in scope inside their comprehension.
+#[derive(Default)]
+struct ReferenceWalk {
+    bound: Vec<String>,
+    problems: Vec<String>,
+    fields: CelFields,
 }
 
-fn check_entry(entry: &EntryExpr, bound: &mut Vec<String>, problems: &mut Vec<String>) {
-    match entry {
-        EntryExpr::StructField(field) => check_references(&field.value, bound, problems),
-        EntryExpr::MapEntry(map_entry) => {
-            check_references(&map_entry.key, bound, problems);
-            check_references(&map_entry.value, bound, problems);
+impl ReferenceWalk {
+    fn is_bound(&self, name: &str) -> bool {
+        self.bound.iter().any(|variable| variable == name)
+    }
+
+    fn visit(&mut self, expression: &IdedExpr) {
+        match &expression.expr {
+            Expr::Ident(name) => {
+                if name == "container" && !self.is_bound(name) {
+                    self.fields = CelFields::All;
+                    return;
+                }
+                let known = name.starts_with('@')
+                    || self.is_bound(name)
+                    || CEL_IDENTIFIERS.contains(&name.as_str());
+                if !known {
+                    self.problems.push(format!(
+                        "unknown variable `{name}`: the only variable is `container`"
+                    ));
+                }
+            }
+            Expr::Select(select) => {
+                let on_container = matches!(&select.operand.expr, Expr::Ident(name) if name == "container")
+                    && !self.is_bound("container");
+                if !on_container {
+                    self.visit(&select.operand);
+                    return;
+                }
+                match CONTAINER_FIELDS
+                    .iter()
+                    .find(|field| **field == select.field)
+                {
+                    Some(field) => self.fields.add(field),
+                    None => self.problems.push(format!(
+                        "`container` has no field `{}`; its fields are: {}",
+                        select.field,
+                        CONTAINER_FIELDS.join(", ")
+                    )),
+                }
+            }
+            Expr::Call(call) => {
+                if let Some(target) = &call.target {
+                    self.visit(target);
+                }
+                for argument in &call.args {
+                    self.visit(argument);
+                }
+            }
+            Expr::Comprehension(comprehension) => {
+                self.visit(&comprehension.iter_range);
+                self.visit(&comprehension.accu_init);
+                let scope = self.bound.len();
+                self.bound.push(comprehension.iter_var.clone());
+                self.bound.extend(comprehension.iter_var2.clone());
+                self.bound.push(comprehension.accu_var.clone());
+                self.visit(&comprehension.loop_cond);
+                self.visit(&comprehension.loop_step);
+                self.visit(&comprehension.result);
+                self.bound.truncate(scope);
+            }
+            Expr::List(list) => {
+                for element in &list.elements {
+                    self.visit(element);
+                }
+            }
+            Expr::Map(map) => {
+                for entry in &map.entries {
+                    self.visit_entry(&entry.expr);
+                }
+            }
+            Expr::Struct(structure) => {
+                for entry in &structure.entries {
+                    self.visit_entry(&entry.expr);
+                }
+            }
+            Expr::Literal(_) | Expr::Unspecified => {}
+        }
+    }
+
+    fn visit_entry(&mut self, entry: &EntryExpr) {
+        match entry {
+            EntryExpr::StructField(field) => self.visit(&field.value),
+            EntryExpr::MapEntry(map_entry) => {
+                self.visit(&map_entry.key);
+                self.visit(&map_entry.value);
+            }
         }
     }
 }
@@ -233,22 +316,35 @@ fn record(fields: Vec<(&'static str, Value)>) -> Value {
 }
 
 impl ContainerContext {
-    pub fn new(container: &ContainerInfo, findings: &[Finding]) -> ContainerContext {
+    /// The CEL view of `container` with the `fields` the expressions read (all of them for
+    /// [`CelFields::All`]).
+    pub fn new(
+        container: &ContainerInfo,
+        findings: &[Finding],
+        fields: &CelFields,
+    ) -> ContainerContext {
         let mut context = Context::with_env(environment().clone());
-        context.add_variable_from_value("container", container_value(container, findings));
+        context.add_variable_from_value("container", container_value(container, findings, fields));
         ContainerContext { context }
     }
 }
 
-/// `container` as a CEL map (see [`CONTAINER_FIELDS`]).
-pub fn container_value(container: &ContainerInfo, findings: &[Finding]) -> Value {
-    let namespaces = &container.host_namespaces;
-    let labels: HashMap<String, String> = container
-        .labels
+/// `container` as a CEL map with the wanted fields (see [`CONTAINER_FIELDS`]).
+pub fn container_value(
+    container: &ContainerInfo,
+    findings: &[Finding],
+    fields: &CelFields,
+) -> Value {
+    let map: HashMap<&'static str, Value> = CONTAINER_FIELDS
         .iter()
-        .map(|(key, value)| (key.clone(), value.clone()))
+        .filter(|field| fields.wants(field))
+        .map(|field| (*field, field_value(field, container, findings)))
         .collect();
-    let mounts = container.mounts.as_ref().map(|mounts| {
+    Value::from(map)
+}
+
+fn mounts_value(container: &ContainerInfo) -> Value {
+    optional(container.mounts.as_ref().map(|mounts| {
         Value::from(
             mounts
                 .iter()
@@ -263,8 +359,11 @@ pub fn container_value(container: &ContainerInfo, findings: &[Finding]) -> Value
                 })
                 .collect::<Vec<Value>>(),
         )
-    });
-    let ports = container.ports.as_ref().map(|ports| {
+    }))
+}
+
+fn ports_value(container: &ContainerInfo) -> Value {
+    optional(container.ports.as_ref().map(|ports| {
         Value::from(
             ports
                 .iter()
@@ -278,70 +377,81 @@ pub fn container_value(container: &ContainerInfo, findings: &[Finding]) -> Value
                 })
                 .collect::<Vec<Value>>(),
         )
-    });
-    let devices = container.devices.as_ref().map(|devices| {
-        Value::from(
-            devices
+    }))
+}
+
+fn field_value(field: &str, container: &ContainerInfo, findings: &[Finding]) -> Value {
+    let namespaces = &container.host_namespaces;
+    match field {
+        "id" => container.id.as_str().into(),
+        "name" => container.name.as_str().into(),
+        "runtime" => container.runtime.as_str().into(),
+        "namespace" => container.namespace.as_str().into(),
+        "state" => container.state.as_str().into(),
+        "image" => container.image.as_str().into(),
+        "image_id" => container.image_id.as_str().into(),
+        "image_digest" => optional(container.image_digest.clone()),
+        "labels" => {
+            let labels: HashMap<String, String> = container
+                .labels
                 .iter()
-                .map(|device| Value::from(device.host_path.as_str()))
-                .collect::<Vec<Value>>(),
-        )
-    });
-    let seccomp = container
-        .security
-        .seccomp
-        .as_ref()
-        .map(|profile| match profile {
-            SeccompProfile::Default => "default".to_string(),
-            SeccompProfile::Unconfined => "unconfined".to_string(),
-            SeccompProfile::Custom(name) => name.clone(),
-        });
-    let health_check = container
-        .health_check
-        .as_ref()
-        .map(|check| matches!(check, HealthCheck::Command(_)));
-    let pod = container.pod.as_ref().map(|pod| {
-        record(vec![
-            ("name", pod.name.as_str().into()),
-            ("namespace", pod.namespace.as_str().into()),
-            ("container_name", pod.container_name.as_str().into()),
-            ("sandbox_id", pod.sandbox_id.as_str().into()),
-        ])
-    });
-    let findings: HashMap<&'static str, &'static str> = findings
-        .iter()
-        .map(|finding| (finding.check, finding.result.as_str()))
-        .collect();
-    record(vec![
-        ("id", container.id.as_str().into()),
-        ("name", container.name.as_str().into()),
-        ("runtime", container.runtime.as_str().into()),
-        ("namespace", container.namespace.as_str().into()),
-        ("state", container.state.as_str().into()),
-        ("image", container.image.as_str().into()),
-        ("image_id", container.image_id.as_str().into()),
-        ("image_digest", optional(container.image_digest.clone())),
-        ("labels", Value::from(labels)),
-        ("user", optional(container.user.clone())),
-        ("privileged", optional(container.privileged)),
-        ("cap_add", string_list(container.cap_add.as_ref())),
-        ("cap_drop", string_list(container.cap_drop.as_ref())),
-        ("host_network", optional(namespaces.network)),
-        ("host_pid", optional(namespaces.pid)),
-        ("host_ipc", optional(namespaces.ipc)),
-        ("host_uts", optional(namespaces.uts)),
-        ("host_userns", optional(namespaces.user)),
-        ("mounts", optional(mounts)),
-        ("devices", optional(devices)),
-        ("ports", optional(ports)),
-        ("read_only_rootfs", optional(container.read_only_rootfs)),
-        (
-            "no_new_privileges",
-            optional(container.security.no_new_privileges),
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect();
+            Value::from(labels)
+        }
+        "user" => optional(container.user.clone()),
+        "privileged" => optional(container.privileged),
+        "cap_add" => string_list(container.cap_add.as_ref()),
+        "cap_drop" => string_list(container.cap_drop.as_ref()),
+        "host_network" => optional(namespaces.network),
+        "host_pid" => optional(namespaces.pid),
+        "host_ipc" => optional(namespaces.ipc),
+        "host_uts" => optional(namespaces.uts),
+        "host_userns" => optional(namespaces.user),
+        "mounts" => mounts_value(container),
+        "devices" => optional(container.devices.as_ref().map(|devices| {
+            Value::from(
+                devices
+                    .iter()
+                    .map(|device| Value::from(device.host_path.as_str()))
+                    .collect::<Vec<Value>>(),
+            )
+        })),
+        "ports" => ports_value(container),
+        "read_only_rootfs" => optional(container.read_only_rootfs),
+        "no_new_privileges" => optional(container.security.no_new_privileges),
+        "seccomp" => optional(
+            container
+                .security
+                .seccomp
+                .as_ref()
+                .map(|profile| match profile {
+                    SeccompProfile::Default => "default".to_string(),
+                    SeccompProfile::Unconfined => "unconfined".to_string(),
+                    SeccompProfile::Custom(name) => name.clone(),
+                }),
         ),
-        ("seccomp", optional(seccomp)),
-        ("health_check", optional(health_check)),
-        ("pod", optional(pod)),
-        ("findings", Value::from(findings)),
-    ])
+        "health_check" => optional(
+            container
+                .health_check
+                .as_ref()
+                .map(|check| matches!(check, HealthCheck::Command(_))),
+        ),
+        "pod" => optional(container.pod.as_ref().map(|pod| {
+            record(vec![
+                ("name", pod.name.as_str().into()),
+                ("namespace", pod.namespace.as_str().into()),
+                ("container_name", pod.container_name.as_str().into()),
+                ("sandbox_id", pod.sandbox_id.as_str().into()),
+            ])
+        })),
+        "findings" => {
+            let results: HashMap<&'static str, &'static str> = findings
+                .iter()
+                .map(|finding| (finding.check, finding.result.as_str()))
+                .collect();
+            Value::from(results)
+        }
+        _ => Value::Null,
+    }
 }

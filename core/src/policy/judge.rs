@@ -10,6 +10,7 @@
 //! inputs, never on file or evaluation order.
 
 use std::cmp::Reverse;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -35,10 +36,10 @@ pub struct JudgeInput<'a> {
 /// One violated rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PolicyFinding {
-    pub policy: String,
-    pub rule: String,
+    pub policy: Arc<str>,
+    pub rule: Arc<str>,
     pub severity: Severity,
-    pub why: String,
+    pub why: Arc<str>,
     pub mode: PolicyMode,
     /// The policy is exempted for this container: reported, not acted on.
     pub exempt: bool,
@@ -47,8 +48,8 @@ pub struct PolicyFinding {
 /// A rule that could not be evaluated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EvaluationError {
-    pub policy: String,
-    pub rule: String,
+    pub policy: Arc<str>,
+    pub rule: Arc<str>,
     pub error: String,
     /// `fail-closed` counted it as a violation.
     pub counted_as_violation: bool,
@@ -57,7 +58,7 @@ pub struct EvaluationError {
 /// A violated audit-mode policy and what it would have done in enforce mode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WouldHave {
-    pub policy: String,
+    pub policy: Arc<str>,
     pub actions: Vec<Action>,
 }
 
@@ -79,7 +80,7 @@ pub struct Verdict {
     /// Every violated rule, strongest severity first, then by policy name and rule order.
     pub findings: Vec<PolicyFinding>,
     /// The enforce-mode policy whose actions are taken (see the module docs for the rule).
-    pub enforcing_policy: Option<String>,
+    pub enforcing_policy: Option<Arc<str>>,
     pub actions: Vec<Action>,
     #[serde(serialize_with = "human_duration")]
     pub ttl: Option<Duration>,
@@ -120,32 +121,41 @@ pub fn judge(set: &PolicySet, input: &JudgeInput<'_>) -> Verdict {
         .filter(|policy| policy.applies_to(input.container))
     {
         if policy.uses_cel() && cel_context.is_none() {
-            cel_context = Some(ContainerContext::new(input.container, input.posture));
+            cel_context = Some(ContainerContext::new(
+                input.container,
+                input.posture,
+                set.cel_fields(),
+            ));
         }
         let exempt = (input.is_exempt)(&policy.name);
         let mut violated = false;
-        for rule in &policy.rules {
+        for (rule, label) in policy.labelled_rules() {
             let why = match rule.evaluate(&rule_inputs, cel_context.as_ref()) {
                 RuleOutcome::Clear => continue,
                 RuleOutcome::Violated(why) => why,
                 RuleOutcome::Error(error) => {
                     let counted = policy.on_error == RuleErrorPolicy::FailClosed;
+                    let why = counted.then(|| {
+                        Arc::from(format!(
+                            "could not be evaluated (on_error: fail-closed): {error}"
+                        ))
+                    });
                     verdict.errors.push(EvaluationError {
-                        policy: policy.name.clone(),
-                        rule: rule.label(),
-                        error: error.clone(),
+                        policy: policy.shared_name().clone(),
+                        rule: label.clone(),
+                        error,
                         counted_as_violation: counted,
                     });
-                    if !counted {
-                        continue;
+                    match why {
+                        Some(why) => why,
+                        None => continue,
                     }
-                    format!("could not be evaluated (on_error: fail-closed): {error}")
                 }
             };
             violated = true;
             verdict.findings.push(PolicyFinding {
-                policy: policy.name.clone(),
-                rule: rule.label(),
+                policy: policy.shared_name().clone(),
+                rule: label.clone(),
                 severity: policy.severity,
                 why,
                 mode: policy.mode,
@@ -158,7 +168,7 @@ pub fn judge(set: &PolicySet, input: &JudgeInput<'_>) -> Verdict {
         match policy.mode {
             PolicyMode::Enforce => enforcing.push(policy),
             PolicyMode::Audit => verdict.would_have.push(WouldHave {
-                policy: policy.name.clone(),
+                policy: policy.shared_name().clone(),
                 actions: policy.actions.clone(),
             }),
         }
@@ -172,11 +182,11 @@ pub fn judge(set: &PolicySet, input: &JudgeInput<'_>) -> Verdict {
             Reverse(strongest_action(policy)),
             Reverse(policy.severity),
             Reverse(policy.actions.len()),
-            policy.name.clone(),
+            policy.shared_name().clone(),
         )
     });
     if let Some(policy) = winner {
-        verdict.enforcing_policy = Some(policy.name.clone());
+        verdict.enforcing_policy = Some(policy.shared_name().clone());
         verdict.actions = policy.actions.clone();
         verdict.ttl = policy.ttl;
         verdict.severity = Some(policy.severity);

@@ -22,7 +22,7 @@ mod tests;
 
 use std::fmt;
 
-pub use self::cel::{CONTAINER_FIELDS, CelExpression};
+pub use self::cel::{CONTAINER_FIELDS, CelExpression, CelFields, ContainerContext};
 pub use judge::{EvaluationError, JudgeInput, PolicyFinding, Verdict, WouldHave, judge};
 pub use response::{Detection, ResponseRule};
 pub use rules::{

@@ -2,7 +2,9 @@
 //! their evaluation against one container. A rule is *violated*, *clear*, or could not be
 //! evaluated (an error the policy's `on_error` decides about).
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer};
 
@@ -224,7 +226,8 @@ fn no_parameters(
 /// What a rule says about a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuleOutcome {
-    Violated(String),
+    /// Why, for people. Shared: the same text is often reported for many containers.
+    Violated(Arc<str>),
     Clear,
     /// Could not be evaluated (unknown data, expression error): `on_error` decides.
     Error(String),
@@ -265,7 +268,7 @@ impl Rule {
         match self {
             Rule::Check { id, capabilities } => evaluate_check(id, capabilities, inputs),
             Rule::Privileged => match inputs.container.privileged {
-                Some(true) => RuleOutcome::Violated("runs privileged".into()),
+                Some(true) => RuleOutcome::Violated(Arc::from("runs privileged")),
                 Some(false) => RuleOutcome::Clear,
                 None => RuleOutcome::Error("the runtime does not report privileged mode".into()),
             },
@@ -276,13 +279,13 @@ impl Rule {
                 .iter()
                 .find_map(|kind| inputs.indicators.find(*kind, inputs.container))
                 .map_or(RuleOutcome::Clear, |hit| {
-                    RuleOutcome::Violated(format!(
+                    RuleOutcome::Violated(Arc::from(format!(
                         "{} {} matches indicator {}",
                         hit.kind, hit.value, hit.indicator_id
-                    ))
+                    )))
                 }),
             Rule::Expr(expression) => match cel.map(|context| expression.evaluate(context)) {
-                Some(Ok(true)) => RuleOutcome::Violated(format!("{} is true", expression.source())),
+                Some(Ok(true)) => RuleOutcome::Violated(expression.why_true()),
                 Some(Ok(false)) => RuleOutcome::Clear,
                 Some(Err(error)) => RuleOutcome::Error(error),
                 None => RuleOutcome::Error("no CEL context was built".into()),
@@ -301,38 +304,42 @@ fn evaluate_check(id: &str, capabilities: &[String], inputs: &RuleInputs<'_>) ->
             RuleOutcome::Error(format!("check {id} is unknown: {}", finding.detail))
         }
         CheckResult::Fail if capabilities.is_empty() => {
-            RuleOutcome::Violated(finding.detail.clone())
+            RuleOutcome::Violated(Arc::from(finding.detail.as_str()))
         }
         CheckResult::Fail => {
-            let added: Vec<String> = inputs
+            // `cap_add` is normalised by the backends (upper case, no `CAP_`), as are the
+            // policy's capabilities at load: no allocation unless something is violated.
+            let listed = |cap: &&String| {
+                cap.as_str() == "ALL" || capabilities.iter().any(|wanted| wanted == *cap)
+            };
+            let mut added = inputs
                 .container
                 .cap_add
                 .iter()
                 .flatten()
-                .map(|cap| normalize_capability(cap))
-                .filter(|cap| capabilities.contains(cap) || cap == "ALL")
-                .collect();
-            if added.is_empty() {
-                RuleOutcome::Clear
-            } else {
-                RuleOutcome::Violated(format!("adds {}", added.join(", ")))
+                .filter(listed)
+                .peekable();
+            if added.peek().is_none() {
+                return RuleOutcome::Clear;
             }
+            let names: Vec<&str> = added.map(String::as_str).collect();
+            RuleOutcome::Violated(Arc::from(format!("adds {}", names.join(", "))))
         }
     }
 }
 
 /// `registry/path:tag` with Docker's defaults filled in (`busybox` → `docker.io/library/busybox`).
-pub fn normalized_image_location(image: &str) -> Option<String> {
+pub fn normalized_image_location(image: &str) -> Option<Cow<'_, str>> {
     if image.is_empty() || image.starts_with("sha256:") {
         return None;
     }
     let Some((first, _rest)) = image.split_once('/') else {
-        return Some(format!("docker.io/library/{image}"));
+        return Some(Cow::Owned(format!("docker.io/library/{image}")));
     };
     if first.contains('.') || first.contains(':') || first == "localhost" {
-        Some(image.to_string())
+        Some(Cow::Borrowed(image))
     } else {
-        Some(format!("docker.io/{image}"))
+        Some(Cow::Owned(format!("docker.io/{image}")))
     }
 }
 
@@ -340,15 +347,17 @@ fn evaluate_image_origin(image: &str, registries: &[String]) -> RuleOutcome {
     let Some(location) = normalized_image_location(image) else {
         return RuleOutcome::Error(format!("image {image:?} does not name a registry"));
     };
-    let allowed = registries
-        .iter()
-        .any(|entry| location == *entry || location.starts_with(&format!("{entry}/")));
+    let allowed = registries.iter().any(|entry| {
+        location
+            .strip_prefix(entry.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    });
     if allowed {
         RuleOutcome::Clear
     } else {
-        RuleOutcome::Violated(format!(
+        RuleOutcome::Violated(Arc::from(format!(
             "image {image} is not from {}",
             registries.join(", ")
-        ))
+        )))
     }
 }

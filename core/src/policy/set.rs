@@ -2,10 +2,12 @@
 //! one bad document anywhere rejects the set, and the caller keeps the one it had.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::cel::CelFields;
 use super::document::{Document, optional_duration, parse_file};
 use super::response::ResponseRule;
 use super::rules::Rule;
@@ -97,6 +99,9 @@ pub struct Policy {
     pub ttl: Option<Duration>,
     pub on_error: RuleErrorPolicy,
     pub scope: EnforcementScope,
+    /// The name and rule labels as shared strings: verdicts point at them instead of copying.
+    shared_name: Arc<str>,
+    rule_labels: Vec<Arc<str>>,
 }
 
 /// Names are used in gossip keys, metrics labels and CLI arguments: keep them simple.
@@ -144,7 +149,14 @@ impl TryFrom<RawPolicy> for Policy {
         }
         let actions = raw.actions.unwrap_or_else(|| vec![Action::Alert]);
         validate_actions(&actions)?;
+        let rule_labels = raw
+            .rules
+            .iter()
+            .map(|rule| Arc::from(rule.label()))
+            .collect();
         Ok(Policy {
+            shared_name: Arc::from(raw.name.as_str()),
+            rule_labels,
             name: raw.name,
             description: raw.description,
             mode: raw.mode,
@@ -173,6 +185,16 @@ impl Policy {
     pub fn uses_cel(&self) -> bool {
         self.rules.iter().any(Rule::uses_cel)
     }
+
+    /// The name, shared (cheap to clone into verdicts).
+    pub fn shared_name(&self) -> &Arc<str> {
+        &self.shared_name
+    }
+
+    /// Each rule with its label (`check 5.4 [SYS_ADMIN]`, `expr …`).
+    pub fn labelled_rules(&self) -> impl Iterator<Item = (&Rule, &Arc<str>)> {
+        self.rules.iter().zip(&self.rule_labels)
+    }
 }
 
 /// The policies and responses in force, sorted by name.
@@ -180,6 +202,8 @@ impl Policy {
 pub struct PolicySet {
     pub policies: Vec<Policy>,
     pub responses: Vec<ResponseRule>,
+    /// The `container` fields any CEL expression of the set reads.
+    cel_fields: CelFields,
 }
 
 impl PolicySet {
@@ -224,13 +248,26 @@ impl PolicySet {
         if !errors.is_empty() {
             return Err(PolicyErrors { errors });
         }
+        let policies: Vec<Policy> = policies.into_values().map(|(_, policy)| policy).collect();
+        let mut cel_fields = CelFields::None;
+        for rule in policies.iter().flat_map(|policy| &policy.rules) {
+            if let Rule::Expr(expression) = rule {
+                cel_fields.merge(expression.fields());
+            }
+        }
         Ok(PolicySet {
-            policies: policies.into_values().map(|(_, policy)| policy).collect(),
+            policies,
             responses: responses
                 .into_values()
                 .map(|(_, response)| response)
                 .collect(),
+            cel_fields,
         })
+    }
+
+    /// The `container` fields the set's CEL expressions read (the judge builds only those).
+    pub fn cel_fields(&self) -> &CelFields {
+        &self.cel_fields
     }
 
     pub fn policy(&self, name: &str) -> Option<&Policy> {

@@ -6,6 +6,7 @@
 //! Runtime specifics (API versions, error shapes, id formats) never leak past this module: every
 //! backend hands out `lazaret_core::ContainerInfo` and [`RuntimeEvent`].
 
+pub mod containerd;
 pub mod docker;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod fake;

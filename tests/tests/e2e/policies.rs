@@ -64,7 +64,7 @@ async fn shipped_packs_give_sensible_verdicts_for_a_zoo() {
         verdict(id)
             .would_have
             .into_iter()
-            .map(|would| would.policy)
+            .map(|would| would.policy.to_string())
             .collect()
     };
 
@@ -90,7 +90,7 @@ async fn shipped_packs_give_sensible_verdicts_for_a_zoo() {
         decided
             .findings
             .iter()
-            .any(|finding| finding.why == "adds SYS_ADMIN")
+            .any(|finding| &*finding.why == "adds SYS_ADMIN")
     );
 
     let decided = verdict(&protected);

@@ -19,7 +19,7 @@ fn the_issue_example_means_what_it_says() {
     );
     assert_eq!(verdict.actions, [Action::NetworkCut, Action::Pause]);
     assert_eq!(verdict.ttl, Some(std::time::Duration::from_secs(86_400)));
-    assert_eq!(verdict.findings[0].why, "adds NET_ADMIN");
+    assert_eq!(&*verdict.findings[0].why, "adds NET_ADMIN");
 
     let mut root_from_registry = container("root");
     root_from_registry
@@ -143,7 +143,7 @@ fn exempted_policies_are_reported_but_do_not_act() {
         verdict
             .findings
             .iter()
-            .any(|finding| finding.policy == "strict" && finding.exempt)
+            .any(|finding| &*finding.policy == "strict" && finding.exempt)
     );
     let verdict = verdict_with_exemptions(&set, &privileged(), &|_| true);
     assert!(verdict.actions.is_empty());

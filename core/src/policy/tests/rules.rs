@@ -255,3 +255,27 @@ fn scoping_table() {
     ));
     assert!(verdict_for(&set, &containerd).is_violation());
 }
+
+#[test]
+fn the_set_knows_which_container_fields_its_expressions_read() {
+    use crate::policy::CelFields;
+    let set = load(&policy_with_rule(
+        "expr: 'container.user == \"\" && container.mounts.exists(m, m.rw)'",
+    ));
+    assert_eq!(
+        set.cel_fields(),
+        &CelFields::Only(["mounts", "user"].into_iter().collect())
+    );
+    let whole = load(&policy_with_rule("expr: 'size(container) > 0'"));
+    assert_eq!(whole.cel_fields(), &CelFields::All);
+    let none = load(&policy_with_rule("check: privileged"));
+    assert_eq!(none.cel_fields(), &CelFields::None);
+    // A comprehension variable named like the variable does not count as the container.
+    let shadowed = load(&policy_with_rule(
+        "expr: 'container.cap_add.exists(container, container == \"SYS_ADMIN\")'",
+    ));
+    assert_eq!(
+        shadowed.cel_fields(),
+        &CelFields::Only(["cap_add"].into_iter().collect())
+    );
+}
