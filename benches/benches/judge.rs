@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use lazaret_core::policy::{JudgeInput, NoIndicators, PolicySet, PolicySource, judge};
-use lazaret_core::{ContainerId, ContainerInfo, ContainerState, RuntimeKind, posture};
+use lazaret_core::policy::{JudgeInput, NoIndicators, PolicySet, PolicySource, Verdict, judge};
+use lazaret_core::{ContainerId, ContainerInfo, ContainerState, Finding, RuntimeKind, posture};
 
 fn fifty_policies() -> String {
     policies_with(50, true)
@@ -52,6 +52,19 @@ fn container() -> ContainerInfo {
     info
 }
 
+/// Judges one container (its CIS findings given) with no indicators and no exemptions.
+fn judge_once(set: &PolicySet, subject: &ContainerInfo, findings: &[Finding]) -> Verdict {
+    judge(
+        set,
+        &JudgeInput {
+            container: subject,
+            posture: findings,
+            indicators: &NoIndicators,
+            is_exempt: &|_| false,
+        },
+    )
+}
+
 fn bench_judge(criterion: &mut Criterion) {
     let text = fifty_policies();
     let set = PolicySet::load(&[PolicySource::new("bench.yaml", text.clone())])
@@ -59,63 +72,25 @@ fn bench_judge(criterion: &mut Criterion) {
     let subject = container();
     let findings = posture::assess(&subject);
     criterion.bench_function("judge/one_container_50_policies", |bencher| {
-        bencher.iter(|| {
-            judge(
-                black_box(&set),
-                &JudgeInput {
-                    container: black_box(&subject),
-                    posture: &findings,
-                    indicators: &NoIndicators,
-                    is_exempt: &|_| false,
-                },
-            )
-        })
+        bencher.iter(|| judge_once(black_box(&set), black_box(&subject), &findings))
     });
     let mut clean = container();
     clean.user = Some("app".into());
     clean.cap_add = Some(vec![]);
     let clean_findings = posture::assess(&clean);
     criterion.bench_function("judge/clean_container_50_policies", |bencher| {
-        bencher.iter(|| {
-            judge(
-                black_box(&set),
-                &JudgeInput {
-                    container: black_box(&clean),
-                    posture: &clean_findings,
-                    indicators: &NoIndicators,
-                    is_exempt: &|_| false,
-                },
-            )
-        })
+        bencher.iter(|| judge_once(black_box(&set), black_box(&clean), &clean_findings))
     });
     criterion.bench_function("judge/assess_and_judge_50_policies", |bencher| {
         bencher.iter(|| {
             let findings = posture::assess(black_box(&subject));
-            judge(
-                &set,
-                &JudgeInput {
-                    container: &subject,
-                    posture: &findings,
-                    indicators: &NoIndicators,
-                    is_exempt: &|_| false,
-                },
-            )
+            judge_once(&set, &subject, &findings)
         })
     });
     let without_cel = PolicySet::load(&[PolicySource::new("bench.yaml", policies_with(50, false))])
         .expect("load");
     criterion.bench_function("judge/one_container_50_policies_without_cel", |bencher| {
-        bencher.iter(|| {
-            judge(
-                black_box(&without_cel),
-                &JudgeInput {
-                    container: black_box(&subject),
-                    posture: &findings,
-                    indicators: &NoIndicators,
-                    is_exempt: &|_| false,
-                },
-            )
-        })
+        bencher.iter(|| judge_once(black_box(&without_cel), black_box(&subject), &findings))
     });
     let one_cel = PolicySet::load(&[PolicySource::new(
         "bench.yaml",
@@ -123,17 +98,7 @@ fn bench_judge(criterion: &mut Criterion) {
     )])
     .expect("load");
     criterion.bench_function("judge/one_cel_policy", |bencher| {
-        bencher.iter(|| {
-            judge(
-                black_box(&one_cel),
-                &JudgeInput {
-                    container: black_box(&subject),
-                    posture: &findings,
-                    indicators: &NoIndicators,
-                    is_exempt: &|_| false,
-                },
-            )
-        })
+        bencher.iter(|| judge_once(black_box(&one_cel), black_box(&subject), &findings))
     });
     criterion.bench_function("policy/load_50_policies", |bencher| {
         bencher

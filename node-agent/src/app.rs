@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use lazaret_core::policy::{self, JudgeInput, NoIndicators, PolicySet};
-use lazaret_core::posture;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +18,7 @@ use crate::inventory::{self, InventoryHandle};
 use crate::metrics::{self, Metrics};
 use crate::report::{ContainerReport, PostureReport, RuntimeReport};
 use crate::runtime::ContainerRuntime;
+use crate::runtime::containerd::ContainerdRuntime;
 use crate::runtime::docker::DockerRuntime;
 use crate::watcher::{self, Backoff, RuntimeStatus, Watcher};
 
@@ -30,6 +30,12 @@ pub fn runtimes_from_config(config: &AgentConfig) -> Vec<Arc<dyn ContainerRuntim
     let mut runtimes: Vec<Arc<dyn ContainerRuntime>> = Vec::new();
     if let Some(socket) = &config.docker_socket {
         runtimes.push(Arc::new(DockerRuntime::new(socket.clone())));
+    }
+    if let Some(containerd) = &config.containerd {
+        runtimes.push(Arc::new(ContainerdRuntime::new(
+            containerd.socket.clone(),
+            containerd.namespaces.clone(),
+        )));
     }
     runtimes
 }
@@ -122,7 +128,7 @@ pub async fn scan(
     policies: Option<&PolicySet>,
 ) -> anyhow::Result<PostureReport> {
     let mut runtime_reports = Vec::new();
-    let mut containers = Vec::new();
+    let mut lists = Vec::new();
     for runtime in runtimes {
         let mut report = RuntimeReport {
             runtime: runtime.kind().to_string(),
@@ -144,25 +150,30 @@ pub async fn scan(
                             runtime.endpoint()
                         )
                     })?;
-                containers.extend(listed.iter().map(|info| {
-                    let findings = posture::assess(info);
-                    let verdict = policies.map(|set| {
-                        policy::judge(
-                            set,
-                            &JudgeInput {
-                                container: info,
-                                posture: &findings,
-                                indicators: &NoIndicators,
-                                is_exempt: &|_| false,
-                            },
-                        )
-                    });
-                    ContainerReport::new(info, findings, verdict)
-                }));
+                lists.push((runtime.kind(), listed));
             }
             Err(error) => report.error = Some(error.to_string()),
         }
         runtime_reports.push(report);
     }
+    let merged = inventory::merge_lists(lists);
+    let containers = merged
+        .containers
+        .values()
+        .map(|entry| {
+            let verdict = policies.map(|set| {
+                policy::judge(
+                    set,
+                    &JudgeInput {
+                        container: &entry.info,
+                        posture: &entry.findings,
+                        indicators: &NoIndicators,
+                        is_exempt: &|_| false,
+                    },
+                )
+            });
+            ContainerReport::new(&entry.info, entry.findings.clone(), verdict)
+        })
+        .collect();
     Ok(PostureReport::new(node, runtime_reports, containers))
 }

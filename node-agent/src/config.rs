@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::runtime::containerd;
 use crate::telemetry::LogFormat;
 use crate::watcher::Backoff;
 
@@ -108,22 +109,13 @@ impl Default for RawContainerd {
         RawContainerd {
             enabled: None,
             socket: String::new(),
-            namespaces: DEFAULT_CONTAINERD_NAMESPACES
+            namespaces: containerd::DEFAULT_NAMESPACES
                 .iter()
                 .map(|namespace| namespace.to_string())
                 .collect(),
         }
     }
 }
-
-/// Namespaces watched by default: Docker's, Kubernetes', and `ctr`/`nerdctl`'s.
-pub const DEFAULT_CONTAINERD_NAMESPACES: [&str; 3] = ["moby", "k8s.io", "default"];
-
-/// Where containerd usually listens: standalone, then Docker's managed one.
-pub const CONTAINERD_SOCKET_CANDIDATES: [&str; 2] = [
-    "/run/containerd/containerd.sock",
-    "/var/run/docker/containerd/containerd.sock",
-];
 
 /// The containerd runtime to watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,10 +262,7 @@ fn validate_containerd(raw: RawContainerd) -> Result<Option<ContainerdConfig>, C
         ));
     }
     let socket = if raw.socket.trim().is_empty() {
-        CONTAINERD_SOCKET_CANDIDATES
-            .iter()
-            .find(|candidate| Path::new(candidate).exists())
-            .map(|candidate| candidate.to_string())
+        containerd::default_socket()
     } else {
         Some(raw.socket)
     };
@@ -286,10 +275,8 @@ fn validate_containerd(raw: RawContainerd) -> Result<Option<ContainerdConfig>, C
         (None, None) => Ok(None),
         (None, Some(_)) => Err(ConfigError::new(
             "containerd.socket",
-            format!(
-                "containerd is enabled but no socket was given and none of {} exists",
-                CONTAINERD_SOCKET_CANDIDATES.join(", ")
-            ),
+            "containerd is enabled but no socket was given and none of the usual ones \
+             (/run/containerd/containerd.sock, Docker's /var/run/docker/containerd/containerd.sock) exists",
         )),
     }
 }
@@ -383,12 +370,9 @@ mod tests {
         let disabled = parse("[containerd]\nenabled = false").unwrap();
         assert_eq!(disabled.containerd, None);
         let found = parse("").unwrap();
-        let expected = CONTAINERD_SOCKET_CANDIDATES
-            .iter()
-            .find(|candidate| Path::new(candidate).exists());
         assert_eq!(
             found.containerd.map(|containerd| containerd.socket),
-            expected.map(|socket| socket.to_string())
+            containerd::default_socket()
         );
     }
 }

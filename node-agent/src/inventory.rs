@@ -146,6 +146,25 @@ impl Inventory {
     }
 }
 
+/// A one-off inventory from complete lists (what `scan` sees), merged by the same rules as the
+/// live one: one entry per container, Docker's view winning over containerd's.
+pub fn merge_lists(lists: Vec<(RuntimeKind, Vec<ContainerInfo>)>) -> InventorySnapshot {
+    let mut inventory = Inventory {
+        containers: BTreeMap::new(),
+        version: 0,
+    };
+    for (runtime, containers) in lists {
+        inventory.apply(InventoryUpdate::Resync {
+            runtime,
+            containers,
+        });
+    }
+    InventorySnapshot {
+        containers: inventory.containers,
+        version: inventory.version,
+    }
+}
+
 /// Starts the task that owns the inventory. It ends when `shutdown` fires or every sender is
 /// dropped.
 pub fn spawn(metrics: Metrics, shutdown: CancellationToken) -> (InventoryHandle, JoinHandle<()>) {

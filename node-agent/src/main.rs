@@ -30,6 +30,10 @@ struct Cli {
     /// Docker Engine API socket (overrides docker.socket).
     #[arg(long, global = true)]
     docker_socket: Option<String>,
+    /// containerd API socket (overrides containerd.socket and enables containerd; by default
+    /// containerd is watched when /run/containerd/containerd.sock or Docker's own exists).
+    #[arg(long, global = true)]
+    containerd_socket: Option<String>,
     /// This node's name in the fleet (overrides node_name; default: the host name).
     #[arg(long, global = true)]
     node_name: Option<String>,
@@ -104,6 +108,10 @@ fn load_config(cli: &Cli, metrics_listen: Option<&String>) -> Result<RawConfig, 
     if let Some(socket) = &cli.docker_socket {
         raw.docker.socket = socket.clone();
         raw.docker.enabled = true;
+    }
+    if let Some(socket) = &cli.containerd_socket {
+        raw.containerd.socket = socket.clone();
+        raw.containerd.enabled = Some(true);
     }
     if let Some(name) = &cli.node_name {
         raw.node_name = Some(name.clone());

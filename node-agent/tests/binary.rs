@@ -28,37 +28,95 @@ fn bad_configuration_exits_64_naming_the_field() {
 }
 
 #[test]
-fn unreachable_runtime_is_reported_and_exits_2() {
-    let output = agent(&[
+fn unreachable_runtimes_are_reported_and_exit_2() {
+    let nowhere = [
         "--docker-socket",
         "/nonexistent/docker.sock",
+        "--containerd-socket",
+        "/nonexistent/containerd.sock",
         "scan",
-        "-o",
-        "json",
-    ]);
+    ];
+    let output = agent(&[&nowhere[..], &["-o", "json"]].concat());
     assert_eq!(output.status.code(), Some(2));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(report["runtimes"][0]["reachable"], false);
-    assert!(
-        report["runtimes"][0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("/nonexistent/docker.sock")
-    );
-}
-
-/// Removes the container on drop, whatever the test did.
-struct Created(String);
-
-impl Drop for Created {
-    fn drop(&mut self) {
-        let _removed = Command::new("docker").args(["rm", "-f", &self.0]).output();
+    let runtimes = report["runtimes"].as_array().unwrap();
+    assert_eq!(runtimes.len(), 2);
+    assert_eq!(runtimes[0]["runtime"], "docker");
+    assert_eq!(runtimes[1]["runtime"], "containerd");
+    for (runtime, socket) in runtimes
+        .iter()
+        .zip(["/nonexistent/docker.sock", "/nonexistent/containerd.sock"])
+    {
+        assert_eq!(runtime["reachable"], false);
+        assert!(
+            runtime["error"].as_str().unwrap().contains(socket),
+            "{runtime}"
+        );
     }
+    let table = agent(&nowhere);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("UNREACHABLE"));
 }
 
 #[test]
-fn scan_reports_a_real_container_and_fail_on_sets_the_exit_code() {
-    // The `lazaret-tests` crate builds this image; build it here too if this test runs alone.
+fn scan_lists_both_runtimes_of_a_docker_host_and_each_container_once() {
+    let image = ensure_test_image();
+    let name = format!("lzt-binary-running-{}", std::process::id());
+    let output = Command::new("docker")
+        .args([
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--label",
+            "lazaret.test=binary",
+            image,
+            "sleep",
+            "60",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let running = Created(String::from_utf8(output.stdout).unwrap().trim().to_string());
+    // Docker's own containerd is found without configuration; the running container is in
+    // its `moby` namespace too, and must be reported once, as Docker sees it.
+    let output = agent(&["scan", "-o", "json"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let containerd = report["runtimes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|runtime| runtime["runtime"] == "containerd")
+        .expect("containerd is listed");
+    assert_eq!(containerd["reachable"], true, "{containerd}");
+    assert!(
+        containerd["version"]["version"]
+            .as_str()
+            .is_some_and(|version| !version.is_empty())
+    );
+    let entries: Vec<&serde_json::Value> = report["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|container| container["id"] == running.0.as_str())
+        .collect();
+    assert_eq!(entries.len(), 1, "one entry per container");
+    assert_eq!(entries[0]["runtime"], "docker");
+    assert_eq!(entries[0]["name"], name.as_str());
+}
+
+/// The busybox test image (built by the `lazaret-tests` crate; built here too when this binary
+/// runs alone).
+fn ensure_test_image() -> &'static str {
     let image = "lazaret-test/busybox:latest";
     let exists = Command::new("docker")
         .args(["image", "inspect", image])
@@ -76,6 +134,21 @@ fn scan_reports_a_real_container_and_fail_on_sets_the_exit_code() {
             .unwrap();
         assert!(status.success(), "could not build {image}");
     }
+    image
+}
+
+/// Removes the container on drop, whatever the test did.
+struct Created(String);
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        let _removed = Command::new("docker").args(["rm", "-f", &self.0]).output();
+    }
+}
+
+#[test]
+fn scan_reports_a_real_container_and_fail_on_sets_the_exit_code() {
+    let image = ensure_test_image();
     let name = format!("lzt-binary-{}", std::process::id());
     let output = Command::new("docker")
         .args([

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use lazaret_agent::app::{self, RunningAgent};
 use lazaret_agent::inventory::InventorySnapshot;
+use lazaret_agent::runtime::ContainerRuntime;
 use lazaret_agent::runtime::docker::DockerRuntime;
 use lazaret_agent::watcher::{Backoff, RuntimeStatus};
 use tokio_util::sync::CancellationToken;
@@ -26,6 +27,13 @@ pub struct TestAgent {
 impl TestAgent {
     /// Starts an agent watching the Docker engine at `socket`, with fast reconnects.
     pub async fn start_docker(socket: &str) -> anyhow::Result<TestAgent> {
+        Self::start_runtimes(vec![Arc::new(DockerRuntime::new(socket))]).await
+    }
+
+    /// Starts an agent watching `runtimes` (e.g. a `ContainerdRuntime`), with fast reconnects.
+    pub async fn start_runtimes(
+        runtimes: Vec<Arc<dyn ContainerRuntime>>,
+    ) -> anyhow::Result<TestAgent> {
         let shutdown = CancellationToken::new();
         let backoff = Backoff {
             initial: Duration::from_millis(100),
@@ -34,7 +42,7 @@ impl TestAgent {
         let agent = app::start_with_backoff(
             Some("127.0.0.1:0".parse()?),
             backoff,
-            vec![Arc::new(DockerRuntime::new(socket))],
+            runtimes,
             shutdown.clone(),
         )
         .await?;

@@ -6,6 +6,7 @@
 //! - [`containers`]: [`TestContainers`], a guard owning the containers of one test;
 //! - [`netns`]: [`NetNs`], a named network namespace;
 //! - [`private_dockerd`]: [`PrivateDockerd`], an isolated engine for restart and crash tests;
+//! - [`private_containerd`]: [`PrivateContainerd`], an isolated containerd driven with `ctr`;
 //! - [`docker`], [`command`], [`leftovers`]: the bounded CLI calls underneath.
 //!
 //! Everything here is synchronous (usable from `Drop`) and bounded in time. Nothing here may
@@ -20,12 +21,14 @@ pub mod docker;
 pub mod image;
 pub mod leftovers;
 pub mod netns;
+pub mod private_containerd;
 pub mod private_dockerd;
 
 pub use containers::{TEST_LABEL, TestContainers};
 pub use docker::docker;
 pub use image::{BUSYBOX_IMAGE, ensure_busybox_image};
 pub use netns::NetNs;
+pub use private_containerd::PrivateContainerd;
 pub use private_dockerd::PrivateDockerd;
 
 /// Installs a `fmt` subscriber writing through the test harness's capture, filtered by

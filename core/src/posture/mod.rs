@@ -12,6 +12,8 @@ mod tests;
 
 use serde::Serialize;
 
+pub use checks::{DEFAULT_CAPABILITIES, SENSITIVE_HOST_DIRECTORIES};
+
 use crate::container::ContainerInfo;
 use crate::severity::Severity;
 

@@ -1,17 +1,19 @@
 //! One conformance suite for every `ContainerRuntime` backend: the in-memory fake must behave
 //! like the real engine in everything the agent relies on (list, inspect, events with replay,
-//! pause/resume/kill, not-found errors). Run against the real Docker engine and the fake.
+//! pause/resume/kill, not-found errors). Run against the real Docker engine, a private
+//! containerd and the fake.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
+use lazaret_agent::runtime::containerd::ContainerdRuntime;
 use lazaret_agent::runtime::docker::DockerRuntime;
 use lazaret_agent::runtime::fake::FakeRuntime;
 use lazaret_agent::runtime::{ContainerRuntime, EventKind, RuntimeError};
 use lazaret_core::{ContainerId, ContainerInfo, ContainerState, RuntimeKind};
 use lazaret_tests::agent::DEFAULT_DOCKER_SOCKET;
-use lazaret_tests::{BUSYBOX_IMAGE, TestContainers, ensure_busybox_image};
+use lazaret_tests::{BUSYBOX_IMAGE, PrivateContainerd, TestContainers, ensure_busybox_image};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -45,6 +47,30 @@ impl Driver for DockerDriver {
 
     fn remove(&self, id: &ContainerId) {
         self.containers.docker(&["rm", "-f", id.as_str()]).unwrap();
+    }
+}
+
+struct ContainerdDriver {
+    runtime: Arc<ContainerdRuntime>,
+    containerd: PrivateContainerd,
+    namespace: String,
+}
+
+impl Driver for ContainerdDriver {
+    fn runtime(&self) -> Arc<dyn ContainerRuntime> {
+        self.runtime.clone()
+    }
+
+    fn create_running(&self, name: &str) -> ContainerId {
+        let id = format!("{}-{name}", self.namespace);
+        self.containerd.run(&self.namespace, &id, &[], &[]).unwrap();
+        ContainerId::new(id)
+    }
+
+    fn remove(&self, id: &ContainerId) {
+        self.containerd
+            .remove(&self.namespace, id.as_str())
+            .unwrap();
     }
 }
 
@@ -166,6 +192,29 @@ async fn docker_backend_conforms() {
         containers: TestContainers::new(None),
     };
     run_conformance(&driver, "conformance").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containerd_backend_conforms() {
+    lazaret_tests::init_tracing();
+    let containerd = tokio::task::spawn_blocking(PrivateContainerd::start)
+        .await
+        .unwrap()
+        .unwrap();
+    let namespace = containerd.unique_namespace("conformance");
+    containerd.import_busybox(&namespace).unwrap();
+    let driver = ContainerdDriver {
+        runtime: Arc::new(ContainerdRuntime::new(
+            containerd.socket(),
+            vec!["default".to_string(), namespace.clone()],
+        )),
+        containerd,
+        namespace,
+    };
+    run_conformance(&driver, "conformance").await;
+    tokio::task::spawn_blocking(move || drop(driver))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

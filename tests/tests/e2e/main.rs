@@ -1,6 +1,8 @@
 //! End-to-end suites against real engines; shared helpers live in the `lazaret-tests` library.
 
 mod conformance;
+mod containerd;
+mod containerd_zoo;
 mod harness;
 mod inventory;
 mod policies;
