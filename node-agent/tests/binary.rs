@@ -59,28 +59,8 @@ fn unreachable_runtimes_are_reported_and_exit_2() {
 
 #[test]
 fn scan_lists_both_runtimes_of_a_docker_host_and_each_container_once() {
-    let image = ensure_test_image();
     let name = format!("lzt-binary-running-{}", std::process::id());
-    let output = Command::new("docker")
-        .args([
-            "run",
-            "-d",
-            "--name",
-            &name,
-            "--label",
-            "lazaret.test=binary",
-            image,
-            "sleep",
-            "60",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let running = Created(String::from_utf8(output.stdout).unwrap().trim().to_string());
+    let running = labelled_container(&["run", "-d"], &name, &[]);
     // Docker's own containerd is found without configuration; the running container is in
     // its `moby` namespace too, and must be reported once, as Docker sees it.
     let output = agent(&["scan", "-o", "json"]);
@@ -137,6 +117,23 @@ fn ensure_test_image() -> &'static str {
     image
 }
 
+/// `docker <verb> --name NAME --label lazaret.test=binary <options> IMAGE sleep 60`, removed on
+/// drop.
+fn labelled_container(verb: &[&str], name: &str, options: &[&str]) -> Created {
+    let image = ensure_test_image();
+    let mut args: Vec<&str> = verb.to_vec();
+    args.extend(["--name", name, "--label", "lazaret.test=binary"]);
+    args.extend(options);
+    args.extend([image, "sleep", "60"]);
+    let output = Command::new("docker").args(&args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Created(String::from_utf8(output.stdout).unwrap().trim().to_string())
+}
+
 /// Removes the container on drop, whatever the test did.
 struct Created(String);
 
@@ -148,28 +145,8 @@ impl Drop for Created {
 
 #[test]
 fn scan_reports_a_real_container_and_fail_on_sets_the_exit_code() {
-    let image = ensure_test_image();
     let name = format!("lzt-binary-{}", std::process::id());
-    let output = Command::new("docker")
-        .args([
-            "create",
-            "--name",
-            &name,
-            "--label",
-            "lazaret.test=binary",
-            "--privileged",
-            image,
-            "sleep",
-            "60",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let created = Created(String::from_utf8(output.stdout).unwrap().trim().to_string());
+    let created = labelled_container(&["create"], &name, &["--privileged"]);
 
     let output = agent(&["scan", "-o", "json", "--fail-on", "critical"]);
     assert_eq!(

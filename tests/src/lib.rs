@@ -7,6 +7,7 @@
 //! - [`netns`]: [`NetNs`], a named network namespace;
 //! - [`private_dockerd`]: [`PrivateDockerd`], an isolated engine for restart and crash tests;
 //! - [`private_containerd`]: [`PrivateContainerd`], an isolated containerd driven with `ctr`;
+//! - [`daemon`]: [`daemon::DaemonProcess`], the process, directory and log both of those own;
 //! - [`docker`], [`command`], [`leftovers`]: the bounded CLI calls underneath.
 //!
 //! Everything here is synchronous (usable from `Drop`) and bounded in time. Nothing here may
@@ -17,6 +18,7 @@
 pub mod agent;
 pub mod command;
 pub mod containers;
+pub mod daemon;
 pub mod docker;
 pub mod image;
 pub mod leftovers;

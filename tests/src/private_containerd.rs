@@ -12,16 +12,15 @@
 //! [`PrivateContainerd::unique_namespace`] names, so those per-namespace directories are ours
 //! alone and can be removed too. This module must never touch Docker's containerd.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::command::{CommandOutput, run_checked, run_with_timeout, wait_with_deadline};
+use crate::command::{CommandOutput, run_checked, run_with_timeout};
+use crate::daemon::DaemonProcess;
 use crate::docker::docker;
 use crate::image::{BUSYBOX_IMAGE, ensure_busybox_image};
 use crate::leftovers::{self, RuncContainer};
@@ -45,19 +44,15 @@ pub const SLEEPER_COMMAND: [&str; 2] = ["sleep", "3600"];
 /// Where containerd 1.6's runc shim keeps container state, whichever containerd started it.
 const RUNC_STATE_ROOT: &str = "/run/containerd/runc";
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
-const READY_POLL_INTERVAL: Duration = Duration::from_millis(50);
 const VERSION_TIMEOUT: Duration = Duration::from_secs(5);
-const LOG_TAIL_LINES: usize = 40;
 
 /// A containerd of our own; emptied, stopped and deleted on drop.
 #[derive(Debug)]
 pub struct PrivateContainerd {
-    dir: PathBuf,
     /// `dir/containerd.sock`.
     socket_path: PathBuf,
-    containerd: Option<Child>,
-    /// Where the current run's output starts in `containerd.log`.
-    log_offset: u64,
+    /// The containerd process, its directory and `containerd.log`.
+    containerd: DaemonProcess,
 }
 
 impl PrivateContainerd {
@@ -72,9 +67,7 @@ impl PrivateContainerd {
         // From here on, Drop cleans up whatever happens.
         let mut containerd = Self {
             socket_path: dir.join("containerd.sock"),
-            dir,
-            containerd: None,
-            log_offset: 0,
+            containerd: DaemonProcess::new("containerd", dir),
         };
         fs::write(containerd.config_path(), containerd.config())
             .context("failed to write the private containerd config")?;
@@ -94,37 +87,23 @@ impl PrivateContainerd {
 
     /// The directory holding all of containerd's state, including `containerd.log`.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.containerd.dir()
     }
 
     /// The containerd process id while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.containerd.as_ref().map(Child::id)
+        self.containerd.pid()
     }
 
     /// A namespace name no other test or containerd uses: `lzt-<dir suffix>-<suffix>`.
     pub fn unique_namespace(&self, suffix: &str) -> String {
-        let dir_name = self.dir.file_name().unwrap_or_default().to_string_lossy();
+        let dir_name = self.dir().file_name().unwrap_or_default().to_string_lossy();
         format!("lzt-{}-{suffix}", dir_name.trim_start_matches("lzt-c-"))
     }
 
     /// Whether containerd is still alive (reaps it if it has exited on its own).
     pub fn is_running(&mut self) -> bool {
-        let Some(containerd) = self.containerd.as_mut() else {
-            return false;
-        };
-        match containerd.try_wait() {
-            Ok(None) => true,
-            Ok(Some(status)) => {
-                tracing::warn!(%status, dir = %self.dir.display(), "private containerd exited on its own");
-                self.containerd = None;
-                false
-            }
-            Err(error) => {
-                tracing::warn!(%error, "failed to poll the private containerd");
-                true
-            }
-        }
+        self.containerd.is_running()
     }
 
     /// `ctr --address SOCK -n NAMESPACE <args>`; returns stdout, fails with ctr's stderr.
@@ -140,7 +119,7 @@ impl PrivateContainerd {
     /// Imports the busybox test image into `namespace` as [`BUSYBOX_REFERENCE`], from the
     /// machine's Docker engine (which builds it if needed).
     pub fn import_busybox(&self, namespace: &str) -> anyhow::Result<()> {
-        let archive = self.dir.join("busybox.tar");
+        let archive = self.dir().join("busybox.tar");
         if !archive.exists() {
             ensure_busybox_image(None)?;
             let archive_path = archive.to_str().context("directory path is not utf-8")?;
@@ -213,29 +192,7 @@ impl PrivateContainerd {
     /// Graceful shutdown: SIGTERM, up to [`STOP_TIMEOUT`], then SIGKILL. Shims and containers
     /// keep running (containerd reattaches to them on [`Self::start_again`]).
     pub fn stop(&mut self) -> anyhow::Result<()> {
-        let Some(mut containerd) = self.containerd.take() else {
-            return Ok(());
-        };
-        let started = Instant::now();
-        let mut kill = Command::new("kill");
-        kill.args(["-s", "TERM", "--", &containerd.id().to_string()]);
-        if let Err(error) = run_with_timeout(&mut kill, VERSION_TIMEOUT) {
-            tracing::warn!(error = %format!("{error:#}"), "failed to signal the private containerd");
-        }
-        match wait_with_deadline(&mut containerd, STOP_TIMEOUT)
-            .context("failed to wait for the private containerd")?
-        {
-            Some(status) => {
-                tracing::info!(%status, elapsed = ?started.elapsed(), "private containerd stopped")
-            }
-            None => {
-                tracing::warn!(timeout = ?STOP_TIMEOUT, "private containerd ignored SIGTERM; killed")
-            }
-        }
-        if self.socket_path.exists() {
-            fs::remove_file(&self.socket_path).context("failed to remove the stale socket")?;
-        }
-        Ok(())
+        stop_gracefully(&mut self.containerd, &self.socket_path)
     }
 
     /// Restarts containerd on the same directory and socket (stopping it first if it runs).
@@ -247,11 +204,11 @@ impl PrivateContainerd {
     }
 
     fn config_path(&self) -> PathBuf {
-        self.dir.join("config.toml")
+        self.dir().join("config.toml")
     }
 
     fn config(&self) -> String {
-        let dir = self.dir.display();
+        let dir = self.dir().display();
         format!(
             r#"version = 2
 root = "{dir}/root"
@@ -307,69 +264,22 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt"
 
     fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
         self.spawn()?;
-        let started = Instant::now();
-        let deadline = started + START_TIMEOUT;
-        loop {
-            if !self.is_running() {
-                bail!(
-                    "private containerd exited during startup; log tail:\n{}",
-                    self.log_tail()
-                );
-            }
-            if self.socket_path.exists() && self.answers() {
-                tracing::info!(elapsed = ?started.elapsed(), socket = %self.socket(), "private containerd ready");
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                let log_tail = self.log_tail();
-                if let Err(error) = self.stop() {
-                    tracing::warn!(error = %format!("{error:#}"), "failed to stop a private containerd that never became ready");
-                }
-                bail!(
-                    "private containerd not ready after {START_TIMEOUT:?}; log tail:\n{log_tail}"
-                );
-            }
-            thread::sleep(READY_POLL_INTERVAL);
-        }
-    }
-
-    fn answers(&self) -> bool {
-        let mut command = Command::new("ctr");
-        command
-            .arg("--address")
-            .arg(&self.socket_path)
-            .arg("version");
-        run_with_timeout(&mut command, VERSION_TIMEOUT).is_ok_and(|output| output.success())
-    }
-
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let log_path = self.dir.join("containerd.log");
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("failed to open {}", log_path.display()))?;
-        self.log_offset = log.metadata().map(|metadata| metadata.len()).unwrap_or(0);
-        let containerd = Command::new("containerd")
-            .arg("--config")
-            .arg(self.config_path())
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(
-                log.try_clone()
-                    .context("failed to duplicate the log handle")?,
-            )
-            .stderr(log)
-            .spawn()
-            .context("failed to spawn containerd")?;
-        tracing::info!(pid = containerd.id(), dir = %self.dir.display(), "private containerd spawned");
-        self.containerd = Some(containerd);
+        let socket_path = &self.socket_path;
+        let elapsed = self.containerd.wait_until(
+            || socket_path.exists() && answers(socket_path),
+            START_TIMEOUT,
+            |containerd| stop_gracefully(containerd, socket_path),
+        )?;
+        tracing::info!(?elapsed, socket = %self.socket(), "private containerd ready");
         Ok(())
     }
 
-    fn log_tail(&self) -> String {
-        read_log_tail(&self.dir.join("containerd.log"), self.log_offset)
-            .unwrap_or_else(|error| format!("(cannot read containerd.log: {error:#})"))
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let mut command = Command::new("containerd");
+        command.arg("--config").arg(self.config_path());
+        let pid = self.containerd.spawn(command, "containerd")?;
+        tracing::info!(pid, dir = %self.dir().display(), "private containerd spawned");
+        Ok(())
     }
 
     /// Deletes every task and container of a running containerd, namespace by namespace.
@@ -386,7 +296,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt"
     /// The containers this containerd ever gave a task, from its task bundles on disk (they
     /// outlive a crash): exactly the runc state and shim sockets that may be left outside.
     fn bundles(&self) -> Vec<RuncContainer> {
-        let task_state = self.dir.join("state/io.containerd.runtime.v2.task");
+        let task_state = self.dir().join("state/io.containerd.runtime.v2.task");
         let Ok(namespaces) = fs::read_dir(task_state) else {
             return Vec::new();
         };
@@ -409,13 +319,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt"
     /// namespaces' runc and cgroup directories, mounts, files. Each step runs even if an
     /// earlier one failed.
     fn remove_leftovers(&self) {
+        let containerd = &self.containerd;
         let bundles = self.bundles();
         // Shims and containerd name the directory in their command lines; nothing else does.
-        if let Err(error) =
-            leftovers::kill_processes_mentioning(&format!("{}/", self.dir.display()))
-        {
-            warn_cleanup_failed(&self.dir, "kill leftover processes", &error);
-        }
+        containerd.kill_leftover_processes();
         for bundle in &bundles {
             let runc_root = Path::new(RUNC_STATE_ROOT).join(&bundle.namespace);
             if runc_root.join(&bundle.id).exists() {
@@ -427,17 +334,17 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt"
                     CTR_TIMEOUT,
                 );
                 if let Err(error) = deleted {
-                    warn_cleanup_failed(&self.dir, "delete a runc container", &error);
+                    containerd.warn_cleanup_failed("delete a runc container", &error);
                 }
             }
             if let Err(error) = leftovers::remove_shim_socket(&self.socket_path, bundle) {
-                warn_cleanup_failed(&self.dir, "remove a shim socket", &error);
+                containerd.warn_cleanup_failed("remove a shim socket", &error);
             }
         }
         // containerd keeps one directory per namespace that ever had a task, even after the
         // tasks are gone: those are the namespaces with runc and cgroup directories outside.
         let own_prefix = self.unique_namespace("");
-        let task_roots = fs::read_dir(self.dir.join("root/io.containerd.runtime.v2.task"))
+        let task_roots = fs::read_dir(self.dir().join("root/io.containerd.runtime.v2.task"))
             .map(|entries| {
                 entries
                     .flatten()
@@ -461,16 +368,14 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.internal.v1.opt"
                 }
             }
         }
-        if let Err(error) = leftovers::remove_directory(&self.dir) {
-            warn_cleanup_failed(&self.dir, "remove the directory", &error);
-        }
+        containerd.remove_directory();
     }
 }
 
 impl Drop for PrivateContainerd {
     fn drop(&mut self) {
         if self.is_running() {
-            if self.answers()
+            if answers(&self.socket_path)
                 && let Err(error) = self.remove_all_containers()
             {
                 tracing::warn!(error = %format!("{error:#}"), "failed to remove the private containerd's containers");
@@ -494,19 +399,23 @@ fn remove_empty_directory(directory: &Path) {
     }
 }
 
-fn warn_cleanup_failed(dir: &Path, step: &str, error: &anyhow::Error) {
-    tracing::warn!(dir = %dir.display(), step, error = %format!("{error:#}"), "private containerd cleanup step failed");
+/// [`PrivateContainerd::stop`] on the two fields it needs, so that
+/// [`DaemonProcess::wait_until`] can run it too.
+fn stop_gracefully(containerd: &mut DaemonProcess, socket_path: &Path) -> anyhow::Result<()> {
+    let was_running = containerd.signal_and_wait(STOP_TIMEOUT, |_pid, error| {
+        tracing::warn!(error = %format!("{error:#}"), "failed to signal the private containerd");
+    })?;
+    if was_running && socket_path.exists() {
+        fs::remove_file(socket_path).context("failed to remove the stale socket")?;
+    }
+    Ok(())
 }
 
-fn read_log_tail(log_path: &Path, offset: u64) -> anyhow::Result<String> {
-    let mut log = File::open(log_path)?;
-    log.seek(SeekFrom::Start(offset))?;
-    let mut raw_text = Vec::new();
-    log.read_to_end(&mut raw_text)?;
-    let text = String::from_utf8_lossy(&raw_text);
-    let lines: Vec<&str> = text.lines().collect();
-    let first_kept = lines.len().saturating_sub(LOG_TAIL_LINES);
-    Ok(lines[first_kept..].join("\n"))
+/// Whether the containerd listening on `socket_path` answers `ctr version`.
+fn answers(socket_path: &Path) -> bool {
+    let mut command = Command::new("ctr");
+    command.arg("--address").arg(socket_path).arg("version");
+    run_with_timeout(&mut command, VERSION_TIMEOUT).is_ok_and(|output| output.success())
 }
 
 #[cfg(test)]
@@ -516,10 +425,8 @@ mod tests {
     #[test]
     fn unique_namespaces_are_valid_containerd_identifiers() {
         let containerd = PrivateContainerd {
-            dir: PathBuf::from("/tmp/lzt-c-Ab12"),
             socket_path: PathBuf::from("/tmp/lzt-c-Ab12/containerd.sock"),
-            containerd: None,
-            log_offset: 0,
+            containerd: DaemonProcess::new("containerd", PathBuf::from("/tmp/lzt-c-Ab12")),
         };
         assert_eq!(containerd.unique_namespace("pods"), "lzt-Ab12-pods");
         assert!(containerd.config().contains("io.containerd.grpc.v1.cri"));

@@ -18,16 +18,14 @@
 //! reports the *same engine ID* as the machine's engine), the `/docker` cgroup parent, and
 //! containerd's shim socket directory `/run/containerd/s` (names are unique per containerd).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
-use crate::command::{run_with_timeout, wait_with_deadline};
+use crate::daemon::{self, DaemonProcess};
 use crate::docker::{docker, engine_answers};
 use crate::leftovers;
 use crate::netns::NetNs;
@@ -41,23 +39,19 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 const SYSTEM_CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
 const DEFAULT_CONTAINERD_NAMESPACE: &str = "moby";
-const READY_POLL_INTERVAL: Duration = Duration::from_millis(50);
 const INFO_TIMEOUT: Duration = Duration::from_secs(5);
 const CONTAINERD_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
-const LOG_TAIL_LINES: usize = 40;
 
 /// A dockerd of our own; stopped, emptied and deleted on drop.
 #[derive(Debug)]
 pub struct PrivateDockerd {
-    dir: PathBuf,
     /// `dir/docker.sock`.
     socket_path: PathBuf,
     netns: NetNs,
     /// Set when a system containerd is shared: unique names instead of `moby`.
     unique_containerd_namespace: Option<String>,
-    dockerd: Option<Child>,
-    /// Where the current run's output starts in `dockerd.log`.
-    log_offset: u64,
+    /// The dockerd process, its directory and `dockerd.log`.
+    dockerd: DaemonProcess,
 }
 
 impl PrivateDockerd {
@@ -77,13 +71,12 @@ impl PrivateDockerd {
         // From here on, Drop cleans up whatever happens.
         let mut private_dockerd = Self {
             socket_path: dir.join("docker.sock"),
-            dir,
             netns,
             unique_containerd_namespace,
-            dockerd: None,
-            log_offset: 0,
+            // grpc connection chatter crowds out the lines that explain a failure.
+            dockerd: DaemonProcess::new("dockerd", dir).hiding_log_lines_containing("module=grpc"),
         };
-        fs::write(private_dockerd.dir.join("daemon.json"), "{}\n")
+        fs::write(private_dockerd.dir().join("daemon.json"), "{}\n")
             .context("failed to write the private daemon.json")?;
         private_dockerd.spawn_and_wait()?;
         Ok(private_dockerd)
@@ -106,7 +99,7 @@ impl PrivateDockerd {
 
     /// The directory holding all the engine's state, including `dockerd.log`.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dockerd.dir()
     }
 
     pub fn netns(&self) -> &NetNs {
@@ -125,66 +118,32 @@ impl PrivateDockerd {
         if self.unique_containerd_namespace.is_some() {
             return PathBuf::from(SYSTEM_CONTAINERD_SOCKET);
         }
-        self.dir.join("exec/containerd/containerd.sock")
+        self.dir().join("exec/containerd/containerd.sock")
     }
 
     /// The dockerd process id while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.dockerd.as_ref().map(Child::id)
+        self.dockerd.pid()
     }
 
     /// Whether dockerd is still alive (reaps it if it has exited on its own).
     pub fn is_running(&mut self) -> bool {
-        let Some(dockerd) = self.dockerd.as_mut() else {
-            return false;
-        };
-        match dockerd.try_wait() {
-            Ok(None) => true,
-            Ok(Some(status)) => {
-                tracing::warn!(%status, dir = %self.dir.display(), "private dockerd exited on its own");
-                self.dockerd = None;
-                false
-            }
-            Err(error) => {
-                tracing::warn!(%error, "failed to poll the private dockerd");
-                true
-            }
-        }
+        self.dockerd.is_running()
     }
 
     /// Graceful shutdown: SIGTERM, up to [`STOP_TIMEOUT`], then SIGKILL. Afterwards neither
     /// dockerd nor its containerd runs and the socket is gone.
     pub fn stop(&mut self) -> anyhow::Result<()> {
-        let Some(mut dockerd) = self.dockerd.take() else {
-            return Ok(());
-        };
-        let started = Instant::now();
-        send_signal(dockerd.id(), "TERM");
-        let status = wait_with_deadline(&mut dockerd, STOP_TIMEOUT)
-            .context("failed to wait for the private dockerd")?;
-        match status {
-            Some(status) => {
-                tracing::info!(%status, elapsed = ?started.elapsed(), "private dockerd stopped")
-            }
-            None => {
-                tracing::warn!(timeout = ?STOP_TIMEOUT, "private dockerd ignored SIGTERM; killed")
-            }
-        }
-        self.finish_stop()
+        stop_gracefully(&mut self.dockerd, &self.socket_path)
     }
 
     /// Crash: SIGKILL dockerd right away. Its containerd dies with it, but shims and running
     /// containers stay (as after a real crash) until [`Self::start_again`] or drop.
     pub fn kill(&mut self) -> anyhow::Result<()> {
-        let Some(mut dockerd) = self.dockerd.take() else {
+        if !self.dockerd.kill(CONTAINERD_EXIT_TIMEOUT)? {
             return Ok(());
-        };
-        if let Err(error) = dockerd.kill() {
-            tracing::debug!(%error, "private dockerd was already gone");
         }
-        wait_with_deadline(&mut dockerd, CONTAINERD_EXIT_TIMEOUT)
-            .context("failed to reap the killed private dockerd")?;
-        self.finish_stop()
+        finish_stop(self.dockerd.dir(), &self.socket_path)
     }
 
     /// Restarts the engine on the same directory and socket (stopping it first if it runs).
@@ -197,58 +156,26 @@ impl PrivateDockerd {
 
     fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
         self.spawn()?;
-        let deadline = Instant::now() + START_TIMEOUT;
-        let started = Instant::now();
-        loop {
-            if !self.is_running() {
-                bail!(
-                    "private dockerd exited during startup; log tail:\n{}",
-                    self.log_tail()
-                );
-            }
-            if self.socket_path().exists() && engine_answers(self.docker_host(), INFO_TIMEOUT) {
-                tracing::info!(elapsed = ?started.elapsed(), host = %self.host(), "private dockerd ready");
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                let log_tail = self.log_tail();
-                if let Err(error) = self.stop() {
-                    tracing::warn!(error = %format!("{error:#}"), "failed to stop a private dockerd that never became ready");
-                }
-                bail!("private dockerd not ready after {START_TIMEOUT:?}; log tail:\n{log_tail}");
-            }
-            thread::sleep(READY_POLL_INTERVAL);
-        }
+        let socket_path = &self.socket_path;
+        let elapsed = self.dockerd.wait_until(
+            || socket_path.exists() && engine_answers(socket_path.to_str(), INFO_TIMEOUT),
+            START_TIMEOUT,
+            |dockerd| stop_gracefully(dockerd, socket_path),
+        )?;
+        tracing::info!(?elapsed, host = %self.host(), "private dockerd ready");
+        Ok(())
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
-        let log_path = self.dir.join("dockerd.log");
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("failed to open {}", log_path.display()))?;
-        self.log_offset = log.metadata().map(|metadata| metadata.len()).unwrap_or(0);
         let mut command = self.netns.command("dockerd");
-        command
-            .args(self.dockerd_args())
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(
-                log.try_clone()
-                    .context("failed to duplicate the log handle")?,
-            )
-            .stderr(log);
-        let dockerd = command
-            .spawn()
-            .context("failed to spawn nsenter … dockerd")?;
-        tracing::info!(pid = dockerd.id(), dir = %self.dir.display(), netns = %self.netns.name(), "private dockerd spawned");
-        self.dockerd = Some(dockerd);
+        command.args(self.dockerd_args());
+        let pid = self.dockerd.spawn(command, "nsenter … dockerd")?;
+        tracing::info!(pid, dir = %self.dir().display(), netns = %self.netns.name(), "private dockerd spawned");
         Ok(())
     }
 
     fn dockerd_args(&self) -> Vec<String> {
-        let dir = self.dir.display();
+        let dir = self.dir().display();
         let mut args = vec![
             format!("--config-file={dir}/daemon.json"),
             format!("--host=unix://{dir}/docker.sock"),
@@ -269,57 +196,25 @@ impl PrivateDockerd {
         args
     }
 
-    /// After dockerd is gone: wait for its managed containerd, then make sure the socket is.
-    fn finish_stop(&mut self) -> anyhow::Result<()> {
-        // Only containerd's own command line names its config; shims name its socket, and must
-        // survive a crash like they would in production.
-        let containerd_marker = format!("{}/exec/containerd/containerd.toml", self.dir.display());
-        let deadline = Instant::now() + CONTAINERD_EXIT_TIMEOUT;
-        while !leftovers::processes_mentioning(&containerd_marker)?.is_empty() {
-            if Instant::now() >= deadline {
-                tracing::warn!("managed containerd outlived dockerd; killing it");
-                leftovers::kill_processes_mentioning(&containerd_marker)?;
-                break;
-            }
-            thread::sleep(READY_POLL_INTERVAL);
-        }
-        if self.socket_path.exists() {
-            // Left by a SIGKILL: nothing listens on it any more.
-            fs::remove_file(&self.socket_path)
-                .context("failed to remove the stale docker socket")?;
-        }
-        Ok(())
-    }
-
-    fn log_tail(&self) -> String {
-        read_log_tail(&self.dir.join("dockerd.log"), self.log_offset)
-            .unwrap_or_else(|error| format!("(cannot read dockerd.log: {error:#})"))
-    }
-
     /// Last resort after dockerd is gone: containers, shims, mounts, files. Each step runs even
     /// if an earlier one failed, so one stuck piece does not leave all the others behind.
     fn remove_leftovers(&self) {
-        let deleted = leftovers::delete_runc_containers(&self.dir.join("exec/runtime-runc"))
+        let dockerd = &self.dockerd;
+        let deleted = leftovers::delete_runc_containers(&self.dir().join("exec/runtime-runc"))
             .unwrap_or_else(|error| {
-                warn_cleanup_failed(&self.dir, "delete runc containers", &error);
+                dockerd.warn_cleanup_failed("delete runc containers", &error);
                 Vec::new()
             });
         // Shims name the directory in their command line; so does anything else of ours.
-        if let Err(error) =
-            leftovers::kill_processes_mentioning(&format!("{}/", self.dir.display()))
-        {
-            warn_cleanup_failed(&self.dir, "kill leftover processes", &error);
-        }
+        dockerd.kill_leftover_processes();
         for container in &deleted {
             if let Err(error) =
                 leftovers::remove_shim_socket(&self.containerd_socket_path(), container)
             {
-                warn_cleanup_failed(&self.dir, "remove a shim socket", &error);
+                dockerd.warn_cleanup_failed("remove a shim socket", &error);
             }
         }
-        if let Err(error) = leftovers::remove_directory(&self.dir) {
-            warn_cleanup_failed(&self.dir, "remove the directory", &error);
-        }
+        dockerd.remove_directory();
     }
 
     /// Removes every container of a running engine, so shutdown waits on none of them.
@@ -353,29 +248,35 @@ impl Drop for PrivateDockerd {
     }
 }
 
-fn send_signal(pid: u32, signal: &str) {
-    let mut command = Command::new("kill");
-    command.args(["-s", signal, "--", &pid.to_string()]);
-    if let Err(error) = run_with_timeout(&mut command, INFO_TIMEOUT) {
-        tracing::warn!(pid, signal, error = %format!("{error:#}"), "failed to signal");
+/// [`PrivateDockerd::stop`] on the two fields it needs, so that
+/// [`DaemonProcess::wait_until`] can run it too.
+fn stop_gracefully(dockerd: &mut DaemonProcess, socket_path: &Path) -> anyhow::Result<()> {
+    let was_running = dockerd.signal_and_wait(STOP_TIMEOUT, |pid, error| {
+        tracing::warn!(pid, signal = "TERM", error = %format!("{error:#}"), "failed to signal");
+    })?;
+    if !was_running {
+        return Ok(());
     }
+    finish_stop(dockerd.dir(), socket_path)
 }
 
-fn warn_cleanup_failed(dir: &Path, step: &str, error: &anyhow::Error) {
-    tracing::warn!(dir = %dir.display(), step, error = %format!("{error:#}"), "private dockerd cleanup step failed");
-}
-
-fn read_log_tail(log_path: &Path, offset: u64) -> anyhow::Result<String> {
-    let mut log = File::open(log_path)?;
-    log.seek(SeekFrom::Start(offset))?;
-    let mut raw_text = Vec::new();
-    log.read_to_end(&mut raw_text)?;
-    let text = String::from_utf8_lossy(&raw_text);
-    // grpc connection chatter crowds out the lines that explain a failure.
-    let useful_lines: Vec<&str> = text
-        .lines()
-        .filter(|line| !line.contains("module=grpc"))
-        .collect();
-    let first_kept = useful_lines.len().saturating_sub(LOG_TAIL_LINES);
-    Ok(useful_lines[first_kept..].join("\n"))
+/// After dockerd is gone: wait for its managed containerd, then make sure the socket is.
+fn finish_stop(dir: &Path, socket_path: &Path) -> anyhow::Result<()> {
+    // Only containerd's own command line names its config; shims name its socket, and must
+    // survive a crash like they would in production.
+    let containerd_marker = format!("{}/exec/containerd/containerd.toml", dir.display());
+    let deadline = Instant::now() + CONTAINERD_EXIT_TIMEOUT;
+    while !leftovers::processes_mentioning(&containerd_marker)?.is_empty() {
+        if Instant::now() >= deadline {
+            tracing::warn!("managed containerd outlived dockerd; killing it");
+            leftovers::kill_processes_mentioning(&containerd_marker)?;
+            break;
+        }
+        thread::sleep(daemon::POLL_INTERVAL);
+    }
+    if socket_path.exists() {
+        // Left by a SIGKILL: nothing listens on it any more.
+        fs::remove_file(socket_path).context("failed to remove the stale docker socket")?;
+    }
+    Ok(())
 }

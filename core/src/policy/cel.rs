@@ -324,23 +324,21 @@ impl ContainerContext {
         fields: &CelFields,
     ) -> ContainerContext {
         let mut context = Context::with_env(environment().clone());
-        context.add_variable_from_value("container", container_value(container, findings, fields));
+        let values: Vec<(&'static str, Value)> = CONTAINER_FIELDS
+            .iter()
+            .filter(|field| fields.wants(field))
+            .map(|field| (*field, field_value(field, container, findings)))
+            .collect();
+        // `container.user` is resolved as a qualified name first: binding each field under its
+        // dotted name too makes that first lookup hit, instead of falling back to a map lookup
+        // through several candidate names (measured: most of an expression's cost).
+        for (field, value) in &values {
+            context.add_variable_from_value(format!("container.{field}"), value.clone());
+        }
+        let map: HashMap<&'static str, Value> = values.into_iter().collect();
+        context.add_variable_from_value("container", Value::from(map));
         ContainerContext { context }
     }
-}
-
-/// `container` as a CEL map with the wanted fields (see [`CONTAINER_FIELDS`]).
-pub fn container_value(
-    container: &ContainerInfo,
-    findings: &[Finding],
-    fields: &CelFields,
-) -> Value {
-    let map: HashMap<&'static str, Value> = CONTAINER_FIELDS
-        .iter()
-        .filter(|field| fields.wants(field))
-        .map(|field| (*field, field_value(field, container, findings)))
-        .collect();
-    Value::from(map)
 }
 
 fn mounts_value(container: &ContainerInfo) -> Value {
