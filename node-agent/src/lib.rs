@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod config;
+pub mod enforce;
 pub mod inventory;
 pub mod metrics;
 pub mod report;

@@ -5,5 +5,6 @@ mod containerd;
 mod containerd_zoo;
 mod harness;
 mod inventory;
+mod network_cut;
 mod policies;
 mod reconnect;

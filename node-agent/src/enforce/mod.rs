@@ -1,0 +1,11 @@
+//! Enforcement: what the quarantine manager does to a container once a verdict or an operator
+//! says so.
+//!
+//! - [`netns`]: the network cut, an nftables table inside the container's own network namespace
+//!   (never the host's), added, removed and checked for tampering.
+//!
+//! Nothing in this module decides *whether* to act: the judge and the quarantine state machine do.
+//! Every function here acts on exactly the target it is handed, and refuses targets that would
+//! hit the host itself.
+
+pub mod netns;
