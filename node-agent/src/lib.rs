@@ -13,5 +13,6 @@ pub mod inventory;
 pub mod metrics;
 pub mod report;
 pub mod runtime;
+pub mod store;
 pub mod telemetry;
 pub mod watcher;
