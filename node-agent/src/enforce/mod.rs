@@ -9,3 +9,4 @@
 //! hit the host itself.
 
 pub mod netns;
+pub mod quarantine;

@@ -7,4 +7,5 @@ mod harness;
 mod inventory;
 mod network_cut;
 mod policies;
+mod quarantine;
 mod reconnect;

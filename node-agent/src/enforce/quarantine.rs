@@ -1,0 +1,599 @@
+//! The quarantine manager (DESIGN.md §2, `enforce/quarantine.rs`): carries out `lazaret_core`'s
+//! quarantine state machine on real containers.
+//!
+//! - **Stored before acting.** A quarantine is stored `requested` before the first action, and
+//!   every later transition is stored before the next action, so after a crash
+//!   [`QuarantineManager::roll_forward`] finishes what was started and re-checks what was done.
+//! - **Actions in order**: `network-cut` through the container's `netns_path` (host networking
+//!   cannot be cut without cutting the host: the cut is skipped, audited as an `enforcement-gap`,
+//!   and the next action still runs), `pause`, `stop`, `kill` through the runtime. An action that
+//!   fails is a gap too; the remaining actions still run, and the quarantine ends `failed`.
+//! - **Re-checks** ([`QuarantineManager::recheck`]): an applied quarantine whose container was
+//!   unpaused, restarted, or whose table vanished is marked `tampered`, re-applied and audited as
+//!   `tamper`.
+//! - **Release** restores the network, then resumes, stores `released`, and leaves an exemption
+//!   for (container, source) so the next sweep does not quarantine it again. TTL expiry
+//!   ([`QuarantineManager::expire_due`]) undoes the same actions without an exemption.
+//! - **Guards**: protected containers (label [`PROTECTED_LABEL`]` = true`) are refused unless
+//!   forced; automated quarantines (any source but an operator) are limited to a budget per
+//!   minute, past which an `alert`-level audit record says so; in `audit-only` mode only a
+//!   would-have audit record is written.
+//!
+//! The manager is the one owner of quarantine state: its methods take `&mut self`, so the agent
+//! runs it in one task and sends it commands. Store calls run on the blocking pool. The clock is
+//! a [`Clock`] so tests control time. This module must never decide *whether* a container
+//! deserves a quarantine (the judge and the operators do), and never act without storing first.
+
+mod actions;
+mod cutter;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lazaret_core::audit::AuditEntry;
+use lazaret_core::quarantine::{
+    self as core_quarantine, Action, Exemption, QuarantineEvent, QuarantineRecord,
+    QuarantineRequest, QuarantineSource, QuarantineState, TransitionError,
+};
+use lazaret_core::{ContainerId, ContainerInfo};
+
+#[cfg(any(test, feature = "testsuite"))]
+pub use self::cutter::FakeCutter;
+pub use self::cutter::{NetnsCutter, NetworkCutter};
+use crate::runtime::{ContainerRuntime, RuntimeError};
+use crate::store::{Store, StoreError};
+
+/// The label that marks a container the agent must not quarantine unless forced (the agent's
+/// own, infrastructure), with the value `true`.
+pub const PROTECTED_LABEL: &str = "lazaret.io/protected";
+/// The window of the blast-radius budget.
+pub const BLAST_RADIUS_WINDOW: Duration = Duration::from_secs(60);
+/// The audit `actor` of the agent's own decisions (expiry, tamper repair, roll-forward).
+pub const AGENT_ACTOR: &str = "agent";
+
+/// The time, in Unix milliseconds. Behind a trait so tests control it.
+pub trait Clock: Send + Sync + 'static {
+    fn now_unix_ms(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_unix_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    }
+}
+
+/// How the manager behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineConfig {
+    /// This agent's node name, written into every record.
+    pub node: String,
+    /// Record what would have been done, do nothing.
+    pub audit_only: bool,
+    /// Automated quarantines allowed per [`BLAST_RADIUS_WINDOW`]; operators are not counted.
+    pub blast_radius_per_minute: usize,
+    /// The grace `stop` gives before SIGKILL.
+    pub stop_grace: Duration,
+}
+
+impl Default for QuarantineConfig {
+    fn default() -> Self {
+        QuarantineConfig {
+            node: "localhost".to_string(),
+            audit_only: false,
+            blast_radius_per_minute: 10,
+            stop_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a quarantine or a release was not done.
+#[derive(Debug, thiserror::Error)]
+pub enum QuarantineError {
+    #[error("container {container} is protected ({PROTECTED_LABEL}=true): refusing without force")]
+    Protected { container: ContainerId },
+    #[error("audit-only mode: quarantine of {container} recorded, not carried out")]
+    AuditOnly { container: ContainerId },
+    #[error(
+        "blast radius exceeded: {limit} automated quarantines in the last minute, refusing \
+         {container}"
+    )]
+    BlastRadius {
+        container: ContainerId,
+        limit: usize,
+    },
+    #[error(
+        "container {container} is exempt from {policy} until {until_unix_ms} (released earlier)"
+    )]
+    Exempt {
+        container: ContainerId,
+        policy: String,
+        until_unix_ms: i64,
+    },
+    #[error("container {container} is already quarantined ({state})")]
+    AlreadyQuarantined {
+        container: ContainerId,
+        state: QuarantineState,
+    },
+    #[error("the request names container {requested} but the inspected container is {inspected}")]
+    ContainerMismatch {
+        requested: ContainerId,
+        inspected: ContainerId,
+    },
+    #[error("container {container} is not quarantined")]
+    NotQuarantined { container: ContainerId },
+    #[error("release of {container} failed, the quarantine stays in force: {reason}")]
+    ReleaseFailed {
+        container: ContainerId,
+        reason: String,
+    },
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("store task failed: {0}")]
+    Blocking(String),
+}
+
+pub type QuarantineResult<T> = Result<T, QuarantineError>;
+
+/// How one action went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StepOutcome {
+    Done,
+    /// Already in force (paused already, exited already).
+    AlreadyInForce,
+    /// Not possible for this container; the next action still runs (a gap).
+    Skipped(String),
+    /// Tried and failed (a gap).
+    Failed(String),
+}
+
+/// The quarantine manager. See the module docs.
+pub struct QuarantineManager {
+    runtime: Arc<dyn ContainerRuntime>,
+    cutter: Arc<dyn NetworkCutter>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    config: QuarantineConfig,
+    /// When the automated quarantines of the last window were accepted.
+    automated: VecDeque<i64>,
+}
+
+impl QuarantineManager {
+    pub fn new(
+        runtime: Arc<dyn ContainerRuntime>,
+        cutter: Arc<dyn NetworkCutter>,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        config: QuarantineConfig,
+    ) -> Self {
+        QuarantineManager {
+            runtime,
+            cutter,
+            store,
+            clock,
+            config,
+            automated: VecDeque::new(),
+        }
+    }
+
+    pub fn config(&self) -> &QuarantineConfig {
+        &self.config
+    }
+
+    /// Switches `audit-only` mode on or off (agent-wide or fleet-wide switch).
+    pub fn set_audit_only(&mut self, audit_only: bool) {
+        self.config.audit_only = audit_only;
+    }
+
+    /// Quarantines `info`'s container as `request` says. Refused for a container already
+    /// quarantined, for an automated request on a (container, source) an active exemption
+    /// covers, for a protected container unless `force`, in audit-only mode (after writing the
+    /// would-have record), and past the blast-radius budget (after an alert-level record).
+    pub async fn quarantine(
+        &mut self,
+        request: QuarantineRequest,
+        info: &ContainerInfo,
+        force: bool,
+    ) -> QuarantineResult<QuarantineRecord> {
+        let container = request.container.clone();
+        if container != info.id {
+            return Err(QuarantineError::ContainerMismatch {
+                requested: container,
+                inspected: info.id.clone(),
+            });
+        }
+        let now = self.clock.now_unix_ms();
+        let entry = |action: &str, outcome: String| AuditEntry {
+            actor: request.actor.clone(),
+            on_behalf_of: None,
+            action: action.to_string(),
+            target: container.to_string(),
+            reason: request.reason.clone(),
+            source: request.source.to_string(),
+            outcome,
+        };
+        if let Some(existing) = self.stored(&container).await?
+            && !existing.state.is_terminal()
+        {
+            return Err(QuarantineError::AlreadyQuarantined {
+                container,
+                state: existing.state,
+            });
+        }
+        if request.source != QuarantineSource::Operator
+            && let Some(exemption) = self.exemption(&container, &request.source, now).await?
+        {
+            // Not audited: the judge's sweeps would write one record per sweep.
+            return Err(QuarantineError::Exempt {
+                container,
+                policy: exemption.policy,
+                until_unix_ms: exemption.until_unix_ms,
+            });
+        }
+        if is_protected(info) && !force {
+            self.audit(entry("quarantine", "refused: protected container".into()))
+                .await?;
+            return Err(QuarantineError::Protected { container });
+        }
+        if self.config.audit_only {
+            let outcome = format!(
+                "would-have: {} (audit-only)",
+                actions_text(&request.actions)
+            );
+            self.audit(entry("quarantine", outcome)).await?;
+            return Err(QuarantineError::AuditOnly { container });
+        }
+        if request.source != QuarantineSource::Operator {
+            let window_start = now.saturating_sub(BLAST_RADIUS_WINDOW.as_millis() as i64);
+            while self.automated.front().is_some_and(|&at| at <= window_start) {
+                self.automated.pop_front();
+            }
+            let limit = self.config.blast_radius_per_minute;
+            if self.automated.len() >= limit {
+                let outcome =
+                    format!("alert: blast radius exceeded ({limit} automated per minute)");
+                self.audit(entry("quarantine", outcome)).await?;
+                tracing::error!(%container, limit, "blast radius exceeded: quarantine refused");
+                return Err(QuarantineError::BlastRadius { container, limit });
+            }
+            self.automated.push_back(now);
+        }
+        let record = QuarantineRecord::requested(request, now);
+        self.put(&record).await?;
+        self.audit_record(&record, &record.actor, "quarantine", "requested".into())
+            .await?;
+        self.carry_out(record, info).await
+    }
+
+    /// The exemption in force for `container` and `source` at `now`, if any.
+    pub async fn exemption(
+        &self,
+        container: &ContainerId,
+        source: &QuarantineSource,
+        now_unix_ms: i64,
+    ) -> QuarantineResult<Option<Exemption>> {
+        let store = self.store.clone();
+        let loaded = blocking(move || store.exemptions()).await?;
+        Ok(loaded
+            .records
+            .get(container, &source.exemption_key())
+            .filter(|exemption| exemption.is_active(now_unix_ms))
+            .cloned())
+    }
+
+    /// Undoes `container`'s quarantine: restores the network, resumes it if paused, stores
+    /// `released` and leaves an exemption until `exempt_for` from now for every source but an
+    /// operator. If the network cannot be restored or the container resumed, nothing is stored
+    /// and the quarantine stays in force.
+    pub async fn release(
+        &mut self,
+        container: &ContainerId,
+        actor: &str,
+        reason: &str,
+        exempt_for: Duration,
+    ) -> QuarantineResult<QuarantineRecord> {
+        let record = self.active(container).await?;
+        if let Err(error) = self.undo(&record).await {
+            self.audit_record(&record, actor, "release", format!("failed: {error}"))
+                .await?;
+            return Err(QuarantineError::ReleaseFailed {
+                container: container.clone(),
+                reason: error,
+            });
+        }
+        let now = self.clock.now_unix_ms();
+        let released = core_quarantine::apply(&record, QuarantineEvent::Released, now)?;
+        self.put(&released).await?;
+        let mut outcome = "released".to_string();
+        if released.source != QuarantineSource::Operator {
+            let until =
+                now.saturating_add(i64::try_from(exempt_for.as_millis()).unwrap_or(i64::MAX));
+            let exemption = Exemption::after_release(&released, until, actor, reason);
+            outcome = format!("released; exempt from {} until {until}", exemption.policy);
+            let store = self.store.clone();
+            blocking(move || store.put_exemption(&exemption)).await?;
+        }
+        self.audit(AuditEntry {
+            actor: actor.to_string(),
+            on_behalf_of: None,
+            action: "release".into(),
+            target: container.to_string(),
+            reason: reason.to_string(),
+            source: released.source.to_string(),
+            outcome,
+        })
+        .await?;
+        Ok(released)
+    }
+
+    /// Re-checks `info`'s container against its applied quarantine: unpaused, running again
+    /// after a kill or stop, or a cut table absent or altered is tampering, re-applied and
+    /// audited as `tamper`. `Ok(None)` when there is nothing to re-check or nothing was wrong.
+    pub async fn recheck(
+        &mut self,
+        info: &ContainerInfo,
+    ) -> QuarantineResult<Option<QuarantineRecord>> {
+        let Some(record) = self.stored(&info.id).await? else {
+            return Ok(None);
+        };
+        match record.state {
+            QuarantineState::Applied => {}
+            QuarantineState::Tampered | QuarantineState::Requested => {
+                return self.carry_out(record, info).await.map(Some);
+            }
+            _ => return Ok(None),
+        }
+        let Some(tampering) = self.find_tampering(&record, info).await else {
+            return Ok(None);
+        };
+        let now = self.clock.now_unix_ms();
+        let tampered = core_quarantine::apply(&record, QuarantineEvent::Tampered, now)?;
+        self.put(&tampered).await?;
+        tracing::warn!(container = %info.id, %tampering, "quarantine tampered with: re-applying");
+        self.audit_record(&tampered, AGENT_ACTOR, "tamper", tampering)
+            .await?;
+        self.carry_out(tampered, info).await.map(Some)
+    }
+
+    /// Tries a `failed` quarantine again (an operator's `retry`, or once the cause is fixed):
+    /// back to `requested`, stored, then every action again. Refused for any other state.
+    pub async fn retry(
+        &mut self,
+        info: &ContainerInfo,
+        actor: &str,
+    ) -> QuarantineResult<QuarantineRecord> {
+        let record = self.active(&info.id).await?;
+        let now = self.clock.now_unix_ms();
+        let requested = core_quarantine::apply(&record, QuarantineEvent::Retry, now)?;
+        self.put(&requested).await?;
+        self.audit_record(&requested, actor, "retry", "requested".into())
+            .await?;
+        self.carry_out(requested, info).await
+    }
+
+    /// At start (and after a runtime reconnect): every stored quarantine that is not final is
+    /// finished (`requested`, `tampered`), re-checked (`applied`) or marked `gone`. `failed` ones
+    /// are left for an operator. Returns the records that changed.
+    pub async fn roll_forward(&mut self) -> QuarantineResult<Vec<QuarantineRecord>> {
+        let store = self.store.clone();
+        let loaded = blocking(move || store.quarantines()).await?;
+        for corrupt in &loaded.corrupt {
+            tracing::error!(%corrupt, "corrupt quarantine record: not rolled forward");
+        }
+        let mut changed = Vec::new();
+        for record in loaded.records {
+            if record.state.is_terminal() || record.state == QuarantineState::Failed {
+                continue;
+            }
+            let Some(info) = self.runtime.inspect(&record.container).await? else {
+                changed.push(self.mark_gone(record).await?);
+                continue;
+            };
+            if let Some(updated) = self.recheck(&info).await? {
+                changed.push(updated);
+            }
+        }
+        Ok(changed)
+    }
+
+    /// The container was removed: its quarantine, if any, becomes `gone`.
+    pub async fn container_gone(
+        &mut self,
+        container: &ContainerId,
+    ) -> QuarantineResult<Option<QuarantineRecord>> {
+        match self.stored(container).await? {
+            Some(record) if !record.state.is_terminal() => self.mark_gone(record).await.map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Releases every quarantine whose TTL has run out (no exemption is left). A quarantine
+    /// whose actions cannot be undone stays and is retried at the next sweep.
+    pub async fn expire_due(&mut self) -> QuarantineResult<Vec<QuarantineRecord>> {
+        let now = self.clock.now_unix_ms();
+        let store = self.store.clone();
+        let loaded = blocking(move || store.quarantines()).await?;
+        let mut expired = Vec::new();
+        for record in loaded.records {
+            let Some(released) = core_quarantine::expire_if_due(&record, now) else {
+                continue;
+            };
+            if let Err(error) = self.undo(&record).await {
+                self.audit_record(&record, AGENT_ACTOR, "expire", format!("failed: {error}"))
+                    .await?;
+                continue;
+            }
+            self.put(&released).await?;
+            self.audit_record(
+                &released,
+                AGENT_ACTOR,
+                "expire",
+                "released: ttl ran out".into(),
+            )
+            .await?;
+            expired.push(released);
+        }
+        Ok(expired)
+    }
+
+    /// Carries out `record`'s actions (it is `requested` or `tampered`), then stores `applied`
+    /// or `failed`.
+    async fn carry_out(
+        &mut self,
+        record: QuarantineRecord,
+        info: &ContainerInfo,
+    ) -> QuarantineResult<QuarantineRecord> {
+        let mut gaps = Vec::new();
+        let mut any_failed = false;
+        let mut effective = 0usize;
+        for action in record.actions.clone() {
+            let outcome = self.act(action, info).await;
+            let text = match &outcome {
+                StepOutcome::Done => "applied".to_string(),
+                StepOutcome::AlreadyInForce => "already in force".to_string(),
+                StepOutcome::Skipped(why) => format!("skipped: {why}"),
+                StepOutcome::Failed(why) => format!("failed: {why}"),
+            };
+            self.audit_record(&record, &record.actor, action.as_str(), text.clone())
+                .await?;
+            match outcome {
+                StepOutcome::Done | StepOutcome::AlreadyInForce => {
+                    effective += usize::from(action.affects_container());
+                }
+                StepOutcome::Skipped(why) | StepOutcome::Failed(why) => {
+                    any_failed |= text.starts_with("failed");
+                    tracing::warn!(container = %record.container, %action, %why, "enforcement gap");
+                    self.audit_record(
+                        &record,
+                        &record.actor,
+                        "enforcement-gap",
+                        format!("{action}: {text}"),
+                    )
+                    .await?;
+                    gaps.push(format!("{action}: {why}"));
+                }
+            }
+        }
+        let nothing_held = effective == 0
+            && record
+                .actions
+                .iter()
+                .any(|action| action.affects_container());
+        let now = self.clock.now_unix_ms();
+        let (event, outcome) = if any_failed || nothing_held {
+            (
+                QuarantineEvent::ActionFailed,
+                format!("failed: {}", gaps.join("; ")),
+            )
+        } else if gaps.is_empty() {
+            (QuarantineEvent::Applied, "applied".to_string())
+        } else {
+            (
+                QuarantineEvent::Applied,
+                format!("applied with gaps: {}", gaps.join("; ")),
+            )
+        };
+        let finished = core_quarantine::apply(&record, event, now)?;
+        self.put(&finished).await?;
+        self.audit_record(&finished, &finished.actor, "quarantine", outcome)
+            .await?;
+        Ok(finished)
+    }
+
+    async fn mark_gone(&mut self, record: QuarantineRecord) -> QuarantineResult<QuarantineRecord> {
+        let now = self.clock.now_unix_ms();
+        let gone = core_quarantine::apply(&record, QuarantineEvent::ContainerGone, now)?;
+        self.put(&gone).await?;
+        self.audit_record(
+            &gone,
+            AGENT_ACTOR,
+            "quarantine",
+            "gone: container removed".into(),
+        )
+        .await?;
+        Ok(gone)
+    }
+
+    async fn active(&self, container: &ContainerId) -> QuarantineResult<QuarantineRecord> {
+        match self.stored(container).await? {
+            Some(record) if !record.state.is_terminal() => Ok(record),
+            _ => Err(QuarantineError::NotQuarantined {
+                container: container.clone(),
+            }),
+        }
+    }
+
+    async fn stored(&self, container: &ContainerId) -> QuarantineResult<Option<QuarantineRecord>> {
+        let store = self.store.clone();
+        let container = container.clone();
+        blocking(move || store.quarantine(&container)).await
+    }
+
+    async fn put(&self, record: &QuarantineRecord) -> QuarantineResult<()> {
+        let store = self.store.clone();
+        let record = record.clone();
+        blocking(move || store.put_quarantine(&record)).await
+    }
+
+    async fn audit_record(
+        &self,
+        record: &QuarantineRecord,
+        actor: &str,
+        action: &str,
+        outcome: String,
+    ) -> QuarantineResult<()> {
+        self.audit(AuditEntry {
+            actor: actor.to_string(),
+            on_behalf_of: None,
+            action: action.to_string(),
+            target: record.container.to_string(),
+            reason: record.reason.clone(),
+            source: record.source.to_string(),
+            outcome,
+        })
+        .await
+    }
+
+    async fn audit(&self, entry: AuditEntry) -> QuarantineResult<()> {
+        let store = self.store.clone();
+        let now = self.clock.now_unix_ms();
+        blocking(move || store.append_audit(entry, now).map(drop)).await
+    }
+}
+
+/// Whether the container carries `lazaret.io/protected=true`.
+pub fn is_protected(info: &ContainerInfo) -> bool {
+    info.labels
+        .get(PROTECTED_LABEL)
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"))
+}
+
+fn actions_text(actions: &[Action]) -> String {
+    actions
+        .iter()
+        .map(|action| action.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn blocking<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> QuarantineResult<T> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|error| QuarantineError::Blocking(error.to_string()))?
+        .map_err(QuarantineError::from)
+}

@@ -1,0 +1,128 @@
+//! The manager's rules on [`FakeRuntime`] and [`FakeCutter`], with a store in a tempdir and a
+//! clock the test moves. Real nftables and a real engine: `tests/tests/e2e/quarantine.rs`.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use lazaret_core::quarantine::DEFAULT_QUARANTINE_ACTIONS;
+use lazaret_core::{ContainerState, RuntimeKind};
+use tempfile::TempDir;
+
+use super::*;
+use crate::enforce::netns::CutStatus;
+use crate::runtime::fake::FakeRuntime;
+use crate::store::Durability;
+
+const START: i64 = 1_700_000_000_000;
+
+struct TestClock(AtomicI64);
+
+impl TestClock {
+    fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now_unix_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+struct Harness {
+    _dir: TempDir,
+    store: Store,
+    runtime: Arc<FakeRuntime>,
+    cutter: Arc<FakeCutter>,
+    clock: Arc<TestClock>,
+    manager: QuarantineManager,
+}
+
+fn harness_with(config: QuarantineConfig) -> Harness {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(dir.path(), Durability::Process).unwrap();
+    let runtime = Arc::new(FakeRuntime::new());
+    let cutter = Arc::new(FakeCutter::new());
+    let clock = Arc::new(TestClock(AtomicI64::new(START)));
+    let manager = QuarantineManager::new(
+        runtime.clone(),
+        cutter.clone(),
+        store.clone(),
+        clock.clone(),
+        config,
+    );
+    Harness {
+        _dir: dir,
+        store,
+        runtime,
+        cutter,
+        clock,
+        manager,
+    }
+}
+
+fn harness() -> Harness {
+    harness_with(QuarantineConfig {
+        node: "node-a".into(),
+        ..QuarantineConfig::default()
+    })
+}
+
+fn netns_of(name: &str) -> String {
+    format!("/fake/netns/{name}")
+}
+
+impl Harness {
+    /// A running container `name` with its own network namespace.
+    fn container(&self, name: &str) -> ContainerInfo {
+        let mut info = ContainerInfo::unknown(ContainerId::new(name), RuntimeKind::Fake);
+        info.name = name.to_string();
+        info.state = ContainerState::Running;
+        info.netns_path = Some(netns_of(name));
+        info.host_namespaces.network = Some(false);
+        self.runtime.upsert(info.clone());
+        info
+    }
+
+    fn current(&self, name: &str) -> ContainerInfo {
+        self.runtime.container(&ContainerId::new(name)).unwrap()
+    }
+
+    fn stored(&self, name: &str) -> QuarantineRecord {
+        self.store
+            .quarantine(&ContainerId::new(name))
+            .unwrap()
+            .unwrap()
+    }
+
+    /// Every audit record as `action outcome`, after checking the chain verifies.
+    fn audit(&self) -> Vec<String> {
+        self.store.verify_audit(None).unwrap().unwrap();
+        self.store
+            .audit_records(1, 10_000)
+            .unwrap()
+            .into_iter()
+            .map(|record| format!("{} {}", record.action, record.outcome))
+            .collect()
+    }
+}
+
+fn request(name: &str, actions: &[Action], source: QuarantineSource) -> QuarantineRequest {
+    QuarantineRequest {
+        container: ContainerId::new(name),
+        node: "node-a".into(),
+        actions: actions.to_vec(),
+        ttl: None,
+        reason: "privileged container".into(),
+        actor: "agent".into(),
+        source,
+    }
+}
+
+fn policy() -> QuarantineSource {
+    QuarantineSource::Policy("no-privileged".into())
+}
+
+mod applying;
+mod lifecycle;
+mod recheck;
+mod release;

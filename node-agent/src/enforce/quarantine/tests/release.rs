@@ -1,0 +1,152 @@
+//! Releasing: network restored, container resumed, exemptions left and honoured.
+
+use super::*;
+
+#[tokio::test]
+async fn release_restores_the_network_resumes_and_leaves_an_exemption() {
+    let mut harness = harness();
+    let info = harness.container("web");
+    harness
+        .manager
+        .quarantine(
+            request("web", &DEFAULT_QUARANTINE_ACTIONS, policy()),
+            &info,
+            false,
+        )
+        .await
+        .unwrap();
+    harness.clock.advance(Duration::from_secs(5));
+    let released = harness
+        .manager
+        .release(
+            &info.id,
+            "CN=alice",
+            "false positive",
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    assert_eq!(released.state, QuarantineState::Released);
+    assert_eq!(harness.stored("web").state, QuarantineState::Released);
+    assert_eq!(harness.current("web").state, ContainerState::Running);
+    assert_eq!(
+        harness.cutter.status_of(&netns_of("web")),
+        CutStatus::Absent
+    );
+    let exemptions = harness.store.exemptions().unwrap().records;
+    let exemption = exemptions.get(&info.id, "no-privileged").unwrap();
+    assert_eq!(exemption.until_unix_ms, START + 5_000 + 3_600_000);
+    assert_eq!(exemption.actor, "CN=alice");
+    assert!(
+        harness
+            .audit()
+            .last()
+            .unwrap()
+            .starts_with("release released; exempt")
+    );
+
+    // Released is final: a second release is refused, a new quarantine is a new record.
+    let error = harness
+        .manager
+        .release(&info.id, "CN=alice", "again", Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, QuarantineError::NotQuarantined { .. }),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn an_operator_quarantine_leaves_no_exemption() {
+    let mut harness = harness();
+    let info = harness.container("web");
+    harness
+        .manager
+        .quarantine(
+            request("web", &[Action::Pause], QuarantineSource::Operator),
+            &info,
+            false,
+        )
+        .await
+        .unwrap();
+    harness
+        .manager
+        .release(&info.id, "CN=alice", "done", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(harness.store.exemptions().unwrap().records.is_empty());
+}
+
+#[tokio::test]
+async fn a_release_that_cannot_restore_the_network_keeps_the_quarantine() {
+    let mut harness = harness();
+    let info = harness.container("web");
+    harness
+        .manager
+        .quarantine(
+            request("web", &DEFAULT_QUARANTINE_ACTIONS, policy()),
+            &info,
+            false,
+        )
+        .await
+        .unwrap();
+    harness.cutter.set_failing(true);
+    let error = harness
+        .manager
+        .release(&info.id, "CN=alice", "oops", Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, QuarantineError::ReleaseFailed { .. }),
+        "{error}"
+    );
+    assert_eq!(harness.stored("web").state, QuarantineState::Applied);
+    assert_eq!(harness.current("web").state, ContainerState::Paused);
+}
+
+#[tokio::test]
+async fn a_release_exemption_stops_the_next_automated_quarantine_until_it_ends() {
+    let mut harness = harness();
+    let info = harness.container("web");
+    let ask = request("web", &DEFAULT_QUARANTINE_ACTIONS, policy());
+    harness
+        .manager
+        .quarantine(ask.clone(), &info, false)
+        .await
+        .unwrap();
+    harness
+        .manager
+        .release(&info.id, "CN=alice", "fine", Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    let error = harness
+        .manager
+        .quarantine(ask.clone(), &harness.current("web"), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, QuarantineError::Exempt { .. }), "{error}");
+    assert_eq!(harness.current("web").state, ContainerState::Running);
+
+    // Another source, or an operator, is not covered.
+    let other = request("web", &[Action::Pause], QuarantineSource::Operator);
+    harness
+        .manager
+        .quarantine(other, &harness.current("web"), false)
+        .await
+        .unwrap();
+    harness
+        .manager
+        .release(&info.id, "CN=alice", "fine", Duration::ZERO)
+        .await
+        .unwrap();
+
+    harness.clock.advance(Duration::from_secs(60));
+    let again = harness
+        .manager
+        .quarantine(ask, &harness.current("web"), false)
+        .await
+        .unwrap();
+    assert_eq!(again.state, QuarantineState::Applied);
+}
