@@ -1,5 +1,5 @@
 //! Builds the agent from its configuration and runs it: the inventory task, one watcher per
-//! runtime, the metrics endpoint. Shutdown is a parameter, so tests start and stop agents in
+//! runtime, the metrics endpoint, and (with policies) the enforcement task. Shutdown is a parameter, so tests start and stop agents in
 //! process exactly as `main` does.
 
 use std::net::SocketAddr;
@@ -14,12 +14,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::AgentConfig;
+use crate::enforce::engine::Enforcer;
+use crate::enforce::quarantine::{NetnsCutter, QuarantineConfig, QuarantineManager, SystemClock};
 use crate::inventory::{self, InventoryHandle};
 use crate::metrics::{self, Metrics};
 use crate::report::{ContainerReport, PostureReport, RuntimeReport};
 use crate::runtime::ContainerRuntime;
 use crate::runtime::containerd::ContainerdRuntime;
 use crate::runtime::docker::DockerRuntime;
+use crate::store::Store;
 use crate::watcher::{self, Backoff, RuntimeStatus, Watcher};
 
 /// How long tasks get to finish after shutdown before they are abandoned.
@@ -65,13 +68,73 @@ impl RunningAgent {
     }
 }
 
-/// Starts the agent's tasks; they run until `shutdown` fires.
+/// Starts the agent's tasks; they run until `shutdown` fires. With `policies`, the enforcement
+/// task runs too, on the store in `config.state_dir`, after the inventory and the watchers.
 pub async fn start(
     config: &AgentConfig,
     runtimes: Vec<Arc<dyn ContainerRuntime>>,
+    policies: Option<PolicySet>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningAgent> {
-    start_with_backoff(config.metrics_listen, config.backoff, runtimes, shutdown).await
+    // The runtime enforcement acts through: Docker when watched, else the first one.
+    let enforcing_runtime = runtimes
+        .iter()
+        .find(|runtime| runtime.kind() == lazaret_core::RuntimeKind::Docker)
+        .or(runtimes.first())
+        .cloned();
+    let store = match &policies {
+        Some(_) => {
+            let dir = config.state_dir.clone();
+            let durability = config.durability;
+            let opened = tokio::task::spawn_blocking(move || Store::open(&dir, durability))
+                .await
+                .context("store task failed")?;
+            Some(opened.with_context(|| {
+                format!(
+                    "cannot open the state store in {}",
+                    config.state_dir.display()
+                )
+            })?)
+        }
+        None => None,
+    };
+    let mut agent = start_with_backoff(
+        config.metrics_listen,
+        config.backoff,
+        runtimes,
+        shutdown.clone(),
+    )
+    .await?;
+    if let (Some(policies), Some(store), Some(runtime)) = (policies, store, enforcing_runtime) {
+        let manager = QuarantineManager::new(
+            runtime.clone(),
+            Arc::new(NetnsCutter::new()),
+            store,
+            Arc::new(SystemClock),
+            QuarantineConfig {
+                node: config.node_name.clone(),
+                audit_only: config.enforcement.audit_only,
+                blast_radius_per_minute: config.enforcement.blast_radius_per_minute,
+                stop_grace: config.enforcement.stop_grace,
+            },
+        );
+        let enforcer = Enforcer::new(
+            manager,
+            runtime.clone(),
+            policies,
+            config.enforcement.recheck_interval,
+        );
+        info!(
+            runtime = %runtime.kind(),
+            state_dir = %config.state_dir.display(),
+            audit_only = config.enforcement.audit_only,
+            "enforcement running"
+        );
+        agent
+            .tasks
+            .spawn(enforcer.run(agent.inventory.snapshots.clone(), shutdown));
+    }
+    Ok(agent)
 }
 
 /// Like [`start`], from the parts tests and benches choose themselves.

@@ -3,12 +3,13 @@
 //! the field and says what to fix; `main` exits 64 on them.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::runtime::containerd;
+use crate::store::Durability;
 use crate::telemetry::LogFormat;
 use crate::watcher::Backoff;
 
@@ -40,6 +41,72 @@ pub struct RawConfig {
     pub docker: RawDocker,
     pub containerd: RawContainerd,
     pub watch: RawWatch,
+    pub policies: RawPolicies,
+    pub state: RawState,
+    pub enforcement: RawEnforcement,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPolicies {
+    /// Policy directories or files; none: nothing is enforced.
+    pub dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawState {
+    /// The agent's state directory (quarantines, exemptions, audit chain).
+    pub dir: PathBuf,
+    /// `process` (survives the agent's crash) or `disk` (also power loss).
+    pub durability: Durability,
+}
+
+impl Default for RawState {
+    fn default() -> Self {
+        RawState {
+            dir: PathBuf::from(DEFAULT_STATE_DIR),
+            durability: Durability::Process,
+        }
+    }
+}
+
+/// The default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/lazaret";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawEnforcement {
+    /// Record what would have been done, do nothing.
+    pub audit_only: bool,
+    /// Automated quarantines allowed per minute; past it, an alert instead.
+    pub blast_radius_per_minute: usize,
+    /// The grace the `stop` action gives before SIGKILL.
+    #[serde(with = "humantime_serde")]
+    pub stop_grace: Duration,
+    /// How often every quarantine is re-checked (tampering) and TTLs expired.
+    #[serde(with = "humantime_serde")]
+    pub recheck_interval: Duration,
+}
+
+impl Default for RawEnforcement {
+    fn default() -> Self {
+        RawEnforcement {
+            audit_only: false,
+            blast_radius_per_minute: 10,
+            stop_grace: Duration::from_secs(10),
+            recheck_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Validated enforcement settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnforcementConfig {
+    pub audit_only: bool,
+    pub blast_radius_per_minute: usize,
+    pub stop_grace: Duration,
+    pub recheck_interval: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -156,6 +223,11 @@ pub struct AgentConfig {
     /// containerd, when watched.
     pub containerd: Option<ContainerdConfig>,
     pub backoff: Backoff,
+    /// Policy directories or files to enforce; empty: no enforcement task.
+    pub policy_dirs: Vec<PathBuf>,
+    pub state_dir: PathBuf,
+    pub durability: Durability,
+    pub enforcement: EnforcementConfig,
 }
 
 impl RawConfig {
@@ -231,7 +303,28 @@ impl RawConfig {
                 "must be above zero and at most watch.backoff_max",
             ));
         }
+        if self.state.dir.as_os_str().is_empty() {
+            return Err(ConfigError::new(
+                "state.dir",
+                "must name a directory, e.g. /var/lib/lazaret",
+            ));
+        }
+        if self.enforcement.recheck_interval.is_zero() {
+            return Err(ConfigError::new(
+                "enforcement.recheck_interval",
+                "must be above zero, e.g. \"5s\"",
+            ));
+        }
         Ok(AgentConfig {
+            policy_dirs: self.policies.dirs,
+            state_dir: self.state.dir,
+            durability: self.state.durability,
+            enforcement: EnforcementConfig {
+                audit_only: self.enforcement.audit_only,
+                blast_radius_per_minute: self.enforcement.blast_radius_per_minute,
+                stop_grace: self.enforcement.stop_grace,
+                recheck_interval: self.enforcement.recheck_interval,
+            },
             node_name,
             log_format,
             log_level: self.log.level,
@@ -336,6 +429,53 @@ mod tests {
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.metrics_listen, None);
         assert_eq!(config.backoff.initial, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn the_shipped_example_file_parses() {
+        let text = include_str!("../../deploy/config/agent.toml");
+        let config = toml::from_str::<RawConfig>(text).unwrap();
+        assert_eq!(config.state.dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(config.enforcement.recheck_interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn enforcement_keys_parse_and_default() {
+        let defaults = parse("").unwrap();
+        assert!(defaults.policy_dirs.is_empty());
+        assert_eq!(defaults.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(defaults.durability, Durability::Process);
+        assert_eq!(defaults.enforcement.blast_radius_per_minute, 10);
+        assert_eq!(
+            defaults.enforcement.recheck_interval,
+            Duration::from_secs(5)
+        );
+        let config = parse(
+            r#"
+            [policies]
+            dirs = ["/etc/lazaret/policies"]
+            [state]
+            dir = "/tmp/state"
+            durability = "disk"
+            [enforcement]
+            audit_only = true
+            blast_radius_per_minute = 3
+            stop_grace = "2s"
+            recheck_interval = "1s"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.policy_dirs,
+            vec![PathBuf::from("/etc/lazaret/policies")]
+        );
+        assert_eq!(config.durability, Durability::Disk);
+        assert!(config.enforcement.audit_only);
+        assert_eq!(config.enforcement.stop_grace, Duration::from_secs(2));
+        let zero = parse("[enforcement]\nrecheck_interval = \"0s\"").unwrap_err();
+        assert_eq!(zero.field, "enforcement.recheck_interval");
+        let durability = parse("[state]\ndurability = \"tape\"").unwrap_err();
+        assert!(durability.message.contains("tape"), "{durability}");
     }
 
     #[test]

@@ -55,6 +55,13 @@ enum Command {
         /// metrics.listen).
         #[arg(long)]
         metrics_listen: Option<String>,
+        /// Enforce the policies in this directory or file (repeatable; adds to policies.dirs).
+        /// Loaded whole at start: one bad policy and the agent exits 64.
+        #[arg(long, value_name = "DIR|FILE")]
+        policy_dir: Vec<PathBuf>,
+        /// The state directory: quarantines, exemptions, audit chain (overrides state.dir).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
     },
     /// Print a one-shot posture report of this host and exit.
     Scan {
@@ -130,10 +137,22 @@ fn load_config(cli: &Cli, metrics_listen: Option<&String>) -> Result<RawConfig, 
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let metrics_listen = match &cli.command {
-        Command::Run { metrics_listen } => metrics_listen.as_ref(),
+        Command::Run { metrics_listen, .. } => metrics_listen.as_ref(),
         Command::Scan { .. } => None,
     };
-    let config = load_config(&cli, metrics_listen)?.validate()?;
+    let mut raw = load_config(&cli, metrics_listen)?;
+    if let Command::Run {
+        policy_dir,
+        state_dir,
+        ..
+    } = &cli.command
+    {
+        raw.policies.dirs.extend(policy_dir.iter().cloned());
+        if let Some(dir) = state_dir {
+            raw.state.dir = dir.clone();
+        }
+    }
+    let config = raw.validate()?;
     telemetry::init(config.log_format, &config.log_level);
     let runtimes = app::runtimes_from_config(&config);
     match cli.command {
@@ -142,17 +161,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             fail_on,
             policy_dir,
         } => {
-            let policies = if policy_dir.is_empty() {
-                None
-            } else {
-                match files::read_sources(&policy_dir).and_then(|sources| PolicySet::load(&sources))
-                {
-                    Ok(set) => Some(set),
-                    Err(errors) => {
-                        eprintln!("error: {errors}");
-                        return Ok(ExitCode::from(EXIT_CONFIG));
-                    }
-                }
+            let policies = match load_policies(&policy_dir) {
+                Ok(policies) => policies,
+                Err(code) => return Ok(code),
             };
             let report = app::scan(config.node_name.clone(), runtimes, policies.as_ref()).await?;
             match output {
@@ -172,8 +183,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Run { .. } => {
+            let policies = match load_policies(&config.policy_dirs) {
+                Ok(policies) => policies,
+                Err(code) => return Ok(code),
+            };
+            if let Some(set) = &policies {
+                info!(
+                    policies = set.policies.len(),
+                    "policies loaded (reloading on change is not supported yet: restart to apply)"
+                );
+            }
             let shutdown = CancellationToken::new();
-            let agent = app::start(&config, runtimes, shutdown.clone()).await?;
+            let agent = app::start(&config, runtimes, policies, shutdown.clone()).await?;
             info!(node = %config.node_name, "lazaret agent running");
             wait_for_signal().await?;
             info!("shutting down");
@@ -183,6 +204,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 _ = wait_for_signal() => warn!("second signal: exiting at once"),
             }
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The policy set of `dirs`, whole or nothing; `None` for no dirs. A bad policy is printed
+/// (file and line) and becomes exit 64.
+fn load_policies(dirs: &[PathBuf]) -> Result<Option<PolicySet>, ExitCode> {
+    if dirs.is_empty() {
+        return Ok(None);
+    }
+    match files::read_sources(dirs).and_then(|sources| PolicySet::load(&sources)) {
+        Ok(set) => Ok(Some(set)),
+        Err(errors) => {
+            eprintln!("error: {errors}");
+            Err(ExitCode::from(EXIT_CONFIG))
         }
     }
 }

@@ -4,9 +4,13 @@
 //! - [`netns`]: the network cut, an nftables table inside the container's own network namespace
 //!   (never the host's), added, removed and checked for tampering.
 //!
+//! - [`quarantine`]: the quarantine manager, stored before acting, rolled forward after a crash.
+//! - [`engine`]: the enforcement task, following the inventory and judging.
+//!
 //! Nothing in this module decides *whether* to act: the judge and the quarantine state machine do.
 //! Every function here acts on exactly the target it is handed, and refuses targets that would
 //! hit the host itself.
 
+pub mod engine;
 pub mod netns;
 pub mod quarantine;

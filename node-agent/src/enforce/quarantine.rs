@@ -409,6 +409,28 @@ impl QuarantineManager {
         Ok(changed)
     }
 
+    /// `container`'s quarantine when one is in force (any state but a final one).
+    pub async fn in_force(
+        &self,
+        container: &ContainerId,
+    ) -> QuarantineResult<Option<QuarantineRecord>> {
+        Ok(self
+            .stored(container)
+            .await?
+            .filter(|record| !record.state.is_terminal()))
+    }
+
+    /// Every quarantine in force (any state but a final one).
+    pub async fn all_in_force(&self) -> QuarantineResult<Vec<QuarantineRecord>> {
+        let store = self.store.clone();
+        let loaded = blocking(move || store.quarantines()).await?;
+        Ok(loaded
+            .records
+            .into_iter()
+            .filter(|record| !record.state.is_terminal())
+            .collect())
+    }
+
     /// The container was removed: its quarantine, if any, becomes `gone`.
     pub async fn container_gone(
         &mut self,

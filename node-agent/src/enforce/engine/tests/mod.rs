@@ -1,0 +1,255 @@
+//! The enforcement task on the fake runtime and cutter.
+
+mod agent;
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use lazaret_core::policy::PolicySource;
+use lazaret_core::posture;
+use tempfile::TempDir;
+
+use super::*;
+use crate::enforce::netns::CutStatus;
+use crate::enforce::quarantine::{FakeCutter, QuarantineConfig, SystemClock};
+use crate::runtime::fake::FakeRuntime;
+use crate::store::{Durability, Store};
+
+const POLICY: &str = r#"
+apiVersion: lazaret.dev/v1
+kind: Policy
+name: no-sys-admin
+mode: enforce
+severity: high
+rules:
+  - check: "5.4"
+    capabilities: [SYS_ADMIN]
+actions: [network-cut, pause]
+"#;
+
+struct Harness {
+    _dir: TempDir,
+    store: Store,
+    runtime: Arc<FakeRuntime>,
+    cutter: Arc<FakeCutter>,
+    enforcer: Enforcer,
+    version: u64,
+}
+
+fn harness(policy: &str, audit_only: bool) -> Harness {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(dir.path(), Durability::Process).unwrap();
+    let runtime = Arc::new(FakeRuntime::new());
+    let cutter = Arc::new(FakeCutter::new());
+    let manager = QuarantineManager::new(
+        runtime.clone(),
+        cutter.clone(),
+        store.clone(),
+        Arc::new(SystemClock),
+        QuarantineConfig {
+            node: "node-a".into(),
+            audit_only,
+            ..QuarantineConfig::default()
+        },
+    );
+    let policies = PolicySet::load(&[PolicySource::new("test.yaml", policy)]).unwrap();
+    let enforcer = Enforcer::new(manager, runtime.clone(), policies, Duration::from_secs(5));
+    Harness {
+        _dir: dir,
+        store,
+        runtime,
+        cutter,
+        enforcer,
+        version: 0,
+    }
+}
+
+fn container(name: &str, state: ContainerState, caps: &[&str]) -> ContainerInfo {
+    let mut info = ContainerInfo::unknown(ContainerId::new(name), RuntimeKind::Fake);
+    info.name = name.to_string();
+    info.state = state;
+    info.netns_path = Some(format!("/fake/netns/{name}"));
+    info.host_namespaces.network = Some(false);
+    info.cap_add = Some(caps.iter().map(|cap| cap.to_string()).collect());
+    info
+}
+
+impl Harness {
+    /// Puts the runtime's current view of every container into a new snapshot and lets the
+    /// enforcer observe it.
+    async fn observe(&mut self, names: &[&str]) {
+        self.version += 1;
+        let mut containers = BTreeMap::new();
+        for name in names {
+            let info = self.runtime.container(&ContainerId::new(*name)).unwrap();
+            let findings = posture::assess(&info);
+            containers.insert(
+                info.id.clone(),
+                Arc::new(InventoryEntry {
+                    info,
+                    findings,
+                    observed_at: SystemTime::now(),
+                }),
+            );
+        }
+        let snapshot = InventorySnapshot {
+            containers,
+            version: self.version,
+        };
+        self.enforcer.observe(&snapshot).await;
+    }
+
+    fn state(&self, name: &str) -> ContainerState {
+        self.runtime
+            .container(&ContainerId::new(name))
+            .unwrap()
+            .state
+    }
+
+    fn audit(&self) -> Vec<String> {
+        self.store.verify_audit(None).unwrap().unwrap();
+        self.store
+            .audit_records(1, 10_000)
+            .unwrap()
+            .into_iter()
+            .map(|record| format!("{} {}", record.action, record.outcome))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn violating_container_is_quarantined_when_it_starts_and_others_are_left_alone() {
+    let mut h = harness(POLICY, false);
+    assert!(h.enforcer.roll_forward().await);
+    h.runtime
+        .upsert(container("bad", ContainerState::Created, &["SYS_ADMIN"]));
+    h.runtime
+        .upsert(container("good", ContainerState::Running, &[]));
+    h.observe(&["bad", "good"]).await;
+    assert_eq!(
+        h.state("bad"),
+        ContainerState::Created,
+        "acts only once started"
+    );
+    assert!(
+        h.store
+            .quarantine(&ContainerId::new("bad"))
+            .unwrap()
+            .is_none()
+    );
+
+    h.runtime
+        .upsert(container("bad", ContainerState::Running, &["SYS_ADMIN"]));
+    h.observe(&["bad", "good"]).await;
+    assert_eq!(h.state("bad"), ContainerState::Paused);
+    assert_eq!(h.state("good"), ContainerState::Running);
+    assert_eq!(h.cutter.status_of("/fake/netns/bad"), CutStatus::Intact);
+    let record = h
+        .store
+        .quarantine(&ContainerId::new("bad"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.state, QuarantineState::Applied);
+    assert_eq!(
+        record.source,
+        QuarantineSource::Policy("no-sys-admin".into())
+    );
+    assert_eq!(record.actor, AGENT_ACTOR);
+    assert!(
+        h.store
+            .quarantine(&ContainerId::new("good"))
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn tampering_is_repaired_on_change_and_on_sweep_and_removal_marks_gone() {
+    let mut h = harness(POLICY, false);
+    h.runtime
+        .upsert(container("bad", ContainerState::Running, &["SYS_ADMIN"]));
+    h.observe(&["bad"]).await;
+    assert_eq!(h.state("bad"), ContainerState::Paused);
+
+    // Someone unpauses it: the change is seen and the pause re-applied.
+    h.runtime
+        .upsert(container("bad", ContainerState::Running, &["SYS_ADMIN"]));
+    h.observe(&["bad"]).await;
+    assert_eq!(h.state("bad"), ContainerState::Paused);
+
+    // The table is deleted without any inventory change: the sweep repairs it.
+    h.cutter.delete_table("/fake/netns/bad");
+    h.enforcer.sweep().await;
+    assert_eq!(h.cutter.status_of("/fake/netns/bad"), CutStatus::Intact);
+    let audit = h.audit();
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|line| line.starts_with("tamper "))
+            .count(),
+        2,
+        "{audit:#?}"
+    );
+
+    h.runtime.remove(&ContainerId::new("bad"));
+    h.observe(&[]).await;
+    let record = h
+        .store
+        .quarantine(&ContainerId::new("bad"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.state, QuarantineState::Gone);
+}
+
+#[tokio::test]
+async fn audit_only_records_would_have_and_does_nothing() {
+    let mut h = harness(POLICY, true);
+    h.runtime
+        .upsert(container("bad", ContainerState::Running, &["SYS_ADMIN"]));
+    h.observe(&["bad"]).await;
+    assert_eq!(h.state("bad"), ContainerState::Running);
+    assert!(
+        h.audit().iter().any(|line| line.contains("would-have")),
+        "{:#?}",
+        h.audit()
+    );
+}
+
+#[tokio::test]
+async fn audit_mode_policy_does_nothing() {
+    let mut h = harness(&POLICY.replace("mode: enforce", "mode: audit"), false);
+    h.runtime
+        .upsert(container("bad", ContainerState::Running, &["SYS_ADMIN"]));
+    h.observe(&["bad"]).await;
+    assert_eq!(h.state("bad"), ContainerState::Running);
+    assert!(
+        h.store
+            .quarantine(&ContainerId::new("bad"))
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn roll_forward_at_start_repairs_what_changed_while_the_agent_was_down() {
+    let mut h = harness(POLICY, false);
+    h.runtime
+        .upsert(container("bad", ContainerState::Running, &["SYS_ADMIN"]));
+    h.observe(&["bad"]).await;
+    assert_eq!(h.state("bad"), ContainerState::Paused);
+    // "Agent down": unpaused behind its back, then a new enforcer on the same store.
+    h.runtime
+        .upsert_without_event(container("bad", ContainerState::Running, &["SYS_ADMIN"]));
+    let manager = QuarantineManager::new(
+        h.runtime.clone(),
+        h.cutter.clone(),
+        h.store.clone(),
+        Arc::new(SystemClock),
+        QuarantineConfig::default(),
+    );
+    let policies = PolicySet::load(&[PolicySource::new("test.yaml", POLICY)]).unwrap();
+    let mut restarted = Enforcer::new(manager, h.runtime.clone(), policies, Duration::from_secs(5));
+    assert!(restarted.roll_forward().await);
+    assert_eq!(h.state("bad"), ContainerState::Paused);
+    assert!(h.audit().iter().any(|line| line.starts_with("tamper ")));
+}
