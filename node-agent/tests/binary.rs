@@ -5,6 +5,10 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
+use support::labelled_container;
+
 const AGENT: &str = env!("CARGO_BIN_EXE_lazaret-agent");
 
 fn agent(args: &[&str]) -> std::process::Output {
@@ -60,7 +64,7 @@ fn unreachable_runtimes_are_reported_and_exit_2() {
 #[test]
 fn scan_lists_both_runtimes_of_a_docker_host_and_each_container_once() {
     let name = format!("lzt-binary-running-{}", std::process::id());
-    let running = labelled_container(&["run", "-d"], &name, &[]);
+    let running = labelled_container(&["run", "-d"], &name, "binary", &[]);
     // Docker's own containerd is found without configuration; the running container is in
     // its `moby` namespace too, and must be reported once, as Docker sees it.
     let output = agent(&["scan", "-o", "json"]);
@@ -94,59 +98,10 @@ fn scan_lists_both_runtimes_of_a_docker_host_and_each_container_once() {
     assert_eq!(entries[0]["name"], name.as_str());
 }
 
-/// The busybox test image (built by the `lazaret-tests` crate; built here too when this binary
-/// runs alone).
-fn ensure_test_image() -> &'static str {
-    let image = "lazaret-test/busybox:latest";
-    let exists = Command::new("docker")
-        .args(["image", "inspect", image])
-        .output()
-        .unwrap()
-        .status
-        .success();
-    if !exists {
-        let status = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "set -e; d=$(mktemp -d); mkdir -p $d/bin; cp /bin/busybox $d/bin/; ln -s busybox $d/bin/sh; ln -s busybox $d/bin/sleep; tar -C $d -c . | docker import - {image} >/dev/null; rm -rf $d"
-            ))
-            .status()
-            .unwrap();
-        assert!(status.success(), "could not build {image}");
-    }
-    image
-}
-
-/// `docker <verb> --name NAME --label lazaret.test=binary <options> IMAGE sleep 60`, removed on
-/// drop.
-fn labelled_container(verb: &[&str], name: &str, options: &[&str]) -> Created {
-    let image = ensure_test_image();
-    let mut args: Vec<&str> = verb.to_vec();
-    args.extend(["--name", name, "--label", "lazaret.test=binary"]);
-    args.extend(options);
-    args.extend([image, "sleep", "60"]);
-    let output = Command::new("docker").args(&args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Created(String::from_utf8(output.stdout).unwrap().trim().to_string())
-}
-
-/// Removes the container on drop, whatever the test did.
-struct Created(String);
-
-impl Drop for Created {
-    fn drop(&mut self) {
-        let _removed = Command::new("docker").args(["rm", "-f", &self.0]).output();
-    }
-}
-
 #[test]
 fn scan_reports_a_real_container_and_fail_on_sets_the_exit_code() {
     let name = format!("lzt-binary-{}", std::process::id());
-    let created = labelled_container(&["create"], &name, &["--privileged"]);
+    let created = labelled_container(&["create"], &name, "binary", &["--privileged"]);
 
     let output = agent(&["scan", "-o", "json", "--fail-on", "critical"]);
     assert_eq!(

@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 use lazaret_agent::store::{Durability, Store};
 
+mod support;
+
+use support::labelled_container;
+
 const AGENT: &str = env!("CARGO_BIN_EXE_lazaret-agent");
 /// Generous: these are not timing tests.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -60,11 +64,13 @@ fn violating_container_is_quarantined_and_stays_so_across_an_agent_kill() {
 
     let mut agent = Agent::start(state.path(), policies.path(), &logs.path().join("1.log"));
     let bad = labelled_container(
+        &["run", "-d"],
         &format!("lzt-enforce-bad-{}", std::process::id()),
         &label,
         &["--cap-add", "SYS_ADMIN"],
     );
     let plain = labelled_container(
+        &["run", "-d"],
         &format!("lzt-enforce-plain-{}", std::process::id()),
         &label,
         &[],
@@ -193,53 +199,4 @@ fn docker_state(container: &str) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-/// The busybox test image (built by the `lazaret-tests` crate; built here too when this binary
-/// runs alone).
-fn ensure_test_image() -> &'static str {
-    let image = "lazaret-test/busybox:latest";
-    let exists = Command::new("docker")
-        .args(["image", "inspect", image])
-        .output()
-        .unwrap()
-        .status
-        .success();
-    if !exists {
-        let status = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "set -e; d=$(mktemp -d); mkdir -p $d/bin; cp /bin/busybox $d/bin/; ln -s busybox $d/bin/sh; ln -s busybox $d/bin/sleep; tar -C $d -c . | docker import - {image} >/dev/null; rm -rf $d"
-            ))
-            .status()
-            .unwrap();
-        assert!(status.success(), "could not build {image}");
-    }
-    image
-}
-
-/// `docker run -d --name NAME --label lazaret.test=LABEL <options> IMAGE sleep 300`, removed on
-/// drop.
-fn labelled_container(name: &str, label: &str, options: &[&str]) -> Created {
-    let image = ensure_test_image();
-    let label = format!("lazaret.test={label}");
-    let mut args: Vec<&str> = vec!["run", "-d", "--name", name, "--label", &label];
-    args.extend(options);
-    args.extend([image, "sleep", "300"]);
-    let output = Command::new("docker").args(&args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Created(String::from_utf8(output.stdout).unwrap().trim().to_string())
-}
-
-/// Removes the container on drop, whatever the test did.
-struct Created(String);
-
-impl Drop for Created {
-    fn drop(&mut self) {
-        let _removed = Command::new("docker").args(["rm", "-f", &self.0]).output();
-    }
 }
