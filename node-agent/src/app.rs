@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use crate::config::AgentConfig;
 use crate::enforce::engine::Enforcer;
 use crate::enforce::quarantine::{NetnsCutter, QuarantineConfig, QuarantineManager, SystemClock};
+use crate::enforce::runtimes::Runtimes;
 use crate::inventory::{self, InventoryHandle};
 use crate::metrics::{self, Metrics};
 use crate::report::{ContainerReport, PostureReport, RuntimeReport};
@@ -76,12 +77,8 @@ pub async fn start(
     policies: Option<PolicySet>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningAgent> {
-    // The runtime enforcement acts through: Docker when watched, else the first one.
-    let enforcing_runtime = runtimes
-        .iter()
-        .find(|runtime| runtime.kind() == lazaret_core::RuntimeKind::Docker)
-        .or(runtimes.first())
-        .cloned();
+    // Enforcement acts on each container through the runtime that reports it.
+    let enforcing = Runtimes::new(runtimes.clone());
     let store = match &policies {
         Some(_) => {
             let dir = config.state_dir.clone();
@@ -105,9 +102,12 @@ pub async fn start(
         shutdown.clone(),
     )
     .await?;
-    if let (Some(policies), Some(store), Some(runtime)) = (policies, store, enforcing_runtime) {
-        let manager = QuarantineManager::new(
-            runtime.clone(),
+    if let (Some(policies), Some(store)) = (policies, store)
+        && !enforcing.is_empty()
+    {
+        let kinds = enforcing.kinds();
+        let manager = QuarantineManager::with_runtimes(
+            enforcing,
             Arc::new(NetnsCutter::new()),
             store,
             Arc::new(SystemClock),
@@ -118,14 +118,9 @@ pub async fn start(
                 stop_grace: config.enforcement.stop_grace,
             },
         );
-        let enforcer = Enforcer::new(
-            manager,
-            runtime.clone(),
-            policies,
-            config.enforcement.recheck_interval,
-        );
+        let enforcer = Enforcer::new(manager, policies, config.enforcement.recheck_interval);
         info!(
-            runtime = %runtime.kind(),
+            runtimes = ?kinds,
             state_dir = %config.state_dir.display(),
             audit_only = config.enforcement.audit_only,
             "enforcement running"

@@ -171,6 +171,8 @@ pub fn spawn(metrics: Metrics, shutdown: CancellationToken) -> (InventoryHandle,
     let (update_sender, mut update_receiver) = mpsc::channel(UPDATE_QUEUE);
     let (snapshot_sender, snapshot_receiver) =
         watch::channel(Arc::new(InventorySnapshot::default()));
+    // Every inventory series exists (at zero) from the start, before the first runtime answers.
+    metrics.record_inventory(&InventorySnapshot::default());
     let task = tokio::spawn(async move {
         let mut inventory = Inventory {
             containers: BTreeMap::new(),

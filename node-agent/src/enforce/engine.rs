@@ -16,8 +16,8 @@
 //!   outcomes; the manager has already audited the ones that need a record. Audit-mode policies
 //!   only log what they would have done.
 //!
-//! Only containers of the manager's runtime are acted on (the agent enforces through one
-//! runtime: Docker when it is watched, else containerd). Policies are loaded once at start;
+//! Every container of a runtime the manager acts through is handled, and acted on through the
+//! runtime that reports it ([`super::runtimes`]). Policies are loaded once at start;
 //! reloading on change is not done yet.
 
 use std::collections::HashMap;
@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use lazaret_core::policy::{self, JudgeInput, NoIndicators, PolicySet};
 use lazaret_core::quarantine::{QuarantineRequest, QuarantineSource, QuarantineState};
-use lazaret_core::{ContainerId, ContainerInfo, ContainerState, RuntimeKind};
+use lazaret_core::{ContainerId, ContainerInfo, ContainerState};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
@@ -34,12 +34,10 @@ use tracing::{debug, error, info, warn};
 
 use super::quarantine::{AGENT_ACTOR, QuarantineError, QuarantineManager};
 use crate::inventory::{InventoryEntry, InventorySnapshot};
-use crate::runtime::ContainerRuntime;
 
 /// The enforcement task's state. See the module docs.
 pub struct Enforcer {
     manager: QuarantineManager,
-    runtime: Arc<dyn ContainerRuntime>,
     policies: PolicySet,
     node: String,
     recheck_interval: Duration,
@@ -49,17 +47,15 @@ pub struct Enforcer {
 }
 
 impl Enforcer {
-    /// `runtime` must be the one `manager` acts through.
+    /// Acts through the manager's runtimes.
     pub fn new(
         manager: QuarantineManager,
-        runtime: Arc<dyn ContainerRuntime>,
         policies: PolicySet,
         recheck_interval: Duration,
     ) -> Self {
         let node = manager.config().node.clone();
         Enforcer {
             manager,
-            runtime,
             policies,
             node,
             recheck_interval,
@@ -71,10 +67,6 @@ impl Enforcer {
     /// The manager, for tests and an in-process harness.
     pub fn manager(&mut self) -> &mut QuarantineManager {
         &mut self.manager
-    }
-
-    fn kind(&self) -> RuntimeKind {
-        self.runtime.kind()
     }
 
     /// Runs until `shutdown` fires or the inventory closes.
@@ -126,10 +118,9 @@ impl Enforcer {
     /// Handles every container that appeared or changed since the last snapshot, and every one
     /// that left.
     pub async fn observe(&mut self, snapshot: &InventorySnapshot) {
-        let kind = self.kind();
         let mut changed = Vec::new();
         for (id, entry) in &snapshot.containers {
-            if entry.info.runtime != kind {
+            if !self.manager.runtimes().handles(entry.info.runtime) {
                 continue;
             }
             if self
@@ -266,7 +257,7 @@ impl Enforcer {
     /// Re-checks `container`'s quarantine against a fresh inspect; a container the runtime no
     /// longer has is marked gone.
     async fn recheck_fresh(&mut self, container: &ContainerId) {
-        let fresh: Option<ContainerInfo> = match self.runtime.inspect(container).await {
+        let fresh: Option<ContainerInfo> = match self.manager.runtimes().inspect(container).await {
             Ok(fresh) => fresh,
             Err(error) => {
                 warn!(%container, %error, "cannot inspect a quarantined container; re-checking later");

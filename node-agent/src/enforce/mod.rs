@@ -6,6 +6,7 @@
 //!
 //! - [`quarantine`]: the quarantine manager, stored before acting, rolled forward after a crash.
 //! - [`engine`]: the enforcement task, following the inventory and judging.
+//! - [`runtimes`]: which runtime an action on a container goes to.
 //!
 //! Nothing in this module decides *whether* to act: the judge and the quarantine state machine do.
 //! Every function here acts on exactly the target it is handed, and refuses targets that would
@@ -14,3 +15,4 @@
 pub mod engine;
 pub mod netns;
 pub mod quarantine;
+pub mod runtimes;

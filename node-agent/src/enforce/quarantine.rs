@@ -6,8 +6,9 @@
 //!   [`QuarantineManager::roll_forward`] finishes what was started and re-checks what was done.
 //! - **Actions in order**: `network-cut` through the container's `netns_path` (host networking
 //!   cannot be cut without cutting the host: the cut is skipped, audited as an `enforcement-gap`,
-//!   and the next action still runs), `pause`, `stop`, `kill` through the runtime. An action that
-//!   fails is a gap too; the remaining actions still run, and the quarantine ends `failed`.
+//!   and the next action still runs), `pause`, `stop`, `kill` through the runtime that reports
+//!   the container ([`super::runtimes`]). An action that fails is a gap too; the remaining
+//!   actions still run, and the quarantine ends `failed`.
 //! - **Re-checks** ([`QuarantineManager::recheck`]): an applied quarantine whose container was
 //!   unpaused, restarted, or whose table vanished is marked `tampered`, re-applied and audited as
 //!   `tamper`.
@@ -43,6 +44,7 @@ use lazaret_core::{ContainerId, ContainerInfo};
 #[cfg(any(test, feature = "testsuite"))]
 pub use self::cutter::FakeCutter;
 pub use self::cutter::{NetnsCutter, NetworkCutter};
+use super::runtimes::Runtimes;
 use crate::runtime::{ContainerRuntime, RuntimeError};
 use crate::store::{Store, StoreError};
 
@@ -162,7 +164,8 @@ enum StepOutcome {
 
 /// The quarantine manager. See the module docs.
 pub struct QuarantineManager {
-    runtime: Arc<dyn ContainerRuntime>,
+    /// Every action goes to the runtime that reports the container.
+    runtimes: Runtimes,
     cutter: Arc<dyn NetworkCutter>,
     store: Store,
     clock: Arc<dyn Clock>,
@@ -172,6 +175,7 @@ pub struct QuarantineManager {
 }
 
 impl QuarantineManager {
+    /// A manager acting through one runtime.
     pub fn new(
         runtime: Arc<dyn ContainerRuntime>,
         cutter: Arc<dyn NetworkCutter>,
@@ -179,14 +183,30 @@ impl QuarantineManager {
         clock: Arc<dyn Clock>,
         config: QuarantineConfig,
     ) -> Self {
+        QuarantineManager::with_runtimes(Runtimes::one(runtime), cutter, store, clock, config)
+    }
+
+    /// A manager acting through each container's own runtime among `runtimes`.
+    pub fn with_runtimes(
+        runtimes: Runtimes,
+        cutter: Arc<dyn NetworkCutter>,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        config: QuarantineConfig,
+    ) -> Self {
         QuarantineManager {
-            runtime,
+            runtimes,
             cutter,
             store,
             clock,
             config,
             automated: VecDeque::new(),
         }
+    }
+
+    /// The runtimes acted through.
+    pub fn runtimes(&self) -> &Runtimes {
+        &self.runtimes
     }
 
     pub fn config(&self) -> &QuarantineConfig {
@@ -398,7 +418,7 @@ impl QuarantineManager {
             if record.state.is_terminal() || record.state == QuarantineState::Failed {
                 continue;
             }
-            let Some(info) = self.runtime.inspect(&record.container).await? else {
+            let Some(info) = self.runtimes.inspect(&record.container).await? else {
                 changed.push(self.mark_gone(record).await?);
                 continue;
             };

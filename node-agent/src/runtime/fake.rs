@@ -39,6 +39,7 @@ fn unix_seconds_now() -> i64 {
 }
 
 pub struct FakeRuntime {
+    kind: RuntimeKind,
     state: Mutex<State>,
     signals: broadcast::Sender<Signal>,
 }
@@ -51,8 +52,14 @@ impl Default for FakeRuntime {
 
 impl FakeRuntime {
     pub fn new() -> Self {
+        FakeRuntime::with_kind(RuntimeKind::Fake)
+    }
+
+    /// A fake that reports itself as `kind` (to test routing between runtimes).
+    pub fn with_kind(kind: RuntimeKind) -> Self {
         let (signals, _) = broadcast::channel(4096);
         FakeRuntime {
+            kind,
             state: Mutex::new(State {
                 containers: BTreeMap::new(),
                 available: true,
@@ -151,7 +158,7 @@ impl FakeRuntime {
 #[async_trait]
 impl ContainerRuntime for FakeRuntime {
     fn kind(&self) -> RuntimeKind {
-        RuntimeKind::Fake
+        self.kind
     }
 
     fn endpoint(&self) -> String {

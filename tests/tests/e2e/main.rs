@@ -8,4 +8,6 @@ mod inventory;
 mod network_cut;
 mod policies;
 mod quarantine;
+mod quarantine_containerd;
+mod quarantine_docker;
 mod reconnect;

@@ -33,10 +33,13 @@ impl QuarantineManager {
             Action::Pause if info.state == ContainerState::Paused => {
                 return StepOutcome::AlreadyInForce;
             }
-            Action::Pause => self.runtime.pause(&info.id).await,
+            Action::Pause => async { self.runtimes.owner(info)?.pause(&info.id).await }.await,
             Action::Stop | Action::Kill if stopped => return StepOutcome::AlreadyInForce,
-            Action::Stop => self.runtime.stop(&info.id, self.config.stop_grace).await,
-            Action::Kill => self.runtime.kill(&info.id).await,
+            Action::Stop => {
+                let grace = self.config.stop_grace;
+                async { self.runtimes.owner(info)?.stop(&info.id, grace).await }.await
+            }
+            Action::Kill => async { self.runtimes.owner(info)?.kill(&info.id).await }.await,
         };
         match result {
             Ok(()) => StepOutcome::Done,
@@ -47,7 +50,7 @@ impl QuarantineManager {
     /// What undoes `record`'s reversible actions: restore the network, then resume. `Err` with
     /// the reason when either fails. A container that no longer exists has nothing to undo.
     pub(super) async fn undo(&self, record: &QuarantineRecord) -> Result<(), String> {
-        let info = match self.runtime.inspect(&record.container).await {
+        let info = match self.runtimes.inspect(&record.container).await {
             Ok(Some(info)) => info,
             Ok(None) => return Ok(()),
             Err(error) => return Err(error.to_string()),
@@ -61,7 +64,9 @@ impl QuarantineManager {
             }
         }
         if record.actions.contains(&Action::Pause) && info.state == ContainerState::Paused {
-            self.runtime
+            self.runtimes
+                .owner(&info)
+                .map_err(|error| format!("resume: {error}"))?
                 .resume(&record.container)
                 .await
                 .map_err(|error| format!("resume: {error}"))?;

@@ -87,3 +87,40 @@ async fn started_agent_quarantines_repairs_and_drains() {
         "{actions:?}"
     );
 }
+
+#[tokio::test]
+async fn started_agent_pauses_a_container_through_the_runtime_that_reports_it() {
+    let state = tempfile::TempDir::new().unwrap();
+    let mut raw = RawConfig::default();
+    raw.metrics.listen = String::new();
+    raw.containerd.enabled = Some(false);
+    raw.state.dir = state.path().to_path_buf();
+    let config = raw.validate().unwrap();
+    let policies = PolicySet::load(&[PolicySource::new("p.yaml", POLICY)]).unwrap();
+    let docker = Arc::new(FakeRuntime::with_kind(RuntimeKind::Docker));
+    let containerd = Arc::new(FakeRuntime::with_kind(RuntimeKind::Containerd));
+    let shutdown = CancellationToken::new();
+    let agent = app::start(
+        &config,
+        vec![docker.clone(), containerd.clone()],
+        Some(policies),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+
+    // Seen only through containerd (a namespace of its own), while Docker is watched too.
+    let id = ContainerId::new("ctr-only");
+    let mut info = ContainerInfo::unknown(id.clone(), RuntimeKind::Containerd);
+    info.state = ContainerState::Running;
+    info.host_namespaces.network = Some(true);
+    info.cap_add = Some(vec!["SYS_ADMIN".into()]);
+    containerd.upsert(info);
+    wait_for(&containerd, &id, ContainerState::Paused).await;
+    assert!(docker.container(&id).is_none());
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(15), agent.drain())
+        .await
+        .unwrap();
+}

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use lazaret_core::policy::PolicySource;
-use lazaret_core::posture;
+use lazaret_core::{RuntimeKind, posture};
 use tempfile::TempDir;
 
 use super::*;
@@ -53,7 +53,7 @@ fn harness(policy: &str, audit_only: bool) -> Harness {
         },
     );
     let policies = PolicySet::load(&[PolicySource::new("test.yaml", policy)]).unwrap();
-    let enforcer = Enforcer::new(manager, runtime.clone(), policies, Duration::from_secs(5));
+    let enforcer = Enforcer::new(manager, policies, Duration::from_secs(5));
     Harness {
         _dir: dir,
         store,
@@ -248,7 +248,7 @@ async fn roll_forward_at_start_repairs_what_changed_while_the_agent_was_down() {
         QuarantineConfig::default(),
     );
     let policies = PolicySet::load(&[PolicySource::new("test.yaml", POLICY)]).unwrap();
-    let mut restarted = Enforcer::new(manager, h.runtime.clone(), policies, Duration::from_secs(5));
+    let mut restarted = Enforcer::new(manager, policies, Duration::from_secs(5));
     assert!(restarted.roll_forward().await);
     assert_eq!(h.state("bad"), ContainerState::Paused);
     assert!(h.audit().iter().any(|line| line.starts_with("tamper ")));

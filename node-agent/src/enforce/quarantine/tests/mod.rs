@@ -126,3 +126,4 @@ mod applying;
 mod lifecycle;
 mod recheck;
 mod release;
+mod routing;
