@@ -8,7 +8,7 @@
 //! - [`private_dockerd`]: [`PrivateDockerd`], an isolated engine for restart and crash tests;
 //! - [`private_containerd`]: [`PrivateContainerd`], an isolated containerd driven with `ctr`;
 //! - [`daemon`]: [`daemon::DaemonProcess`], the process, directory and log both of those own;
-//! - [`docker`], [`command`], [`leftovers`]: the bounded CLI calls underneath.
+//! - [`docker`](mod@docker), [`command`], [`leftovers`]: the bounded CLI calls underneath.
 //!
 //! Everything here is synchronous (usable from `Drop`) and bounded in time. Nothing here may
 //! touch a container, namespace or engine that a test did not create.

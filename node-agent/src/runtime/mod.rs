@@ -2,7 +2,8 @@
 //!
 //! [`ContainerRuntime`] is the only door to a runtime: watchers list, inspect and follow events
 //! through it, and (from issue 4/11 on) the quarantine manager pauses, resumes, kills and stops
-//! through it. Backends: [`docker`] (bollard), [`fake`] (in memory, for tests and benches).
+//! through it. Backends: [`docker`] (bollard), [`containerd`], and `fake` (in memory, for tests and
+//! benches; behind the `testsuite` feature).
 //! Runtime specifics (API versions, error shapes, id formats) never leak past this module: every
 //! backend hands out `lazaret_core::ContainerInfo` and [`RuntimeEvent`].
 

@@ -69,7 +69,7 @@ pub struct ImageView {
 pub struct Host<'a> {
     /// The capabilities a privileged container gets here: containerd's and Docker's
     /// `--privileged` grant every capability their own process holds, not a fixed list. Empty
-    /// means unknown, and then all of [`KERNEL_CAPABILITIES`] up to `AUDIT_READ` are required.
+    /// means unknown, and then all of the kernel's capability list up to `AUDIT_READ` are required.
     pub capabilities: &'a [String],
     /// Whether a namespace file (type, path) is the host's own; `None`: cannot tell. The
     /// runtime compares inodes with `/proc/1/ns/*` (or its own namespaces).
