@@ -83,6 +83,20 @@ impl Harness {
         info
     }
 
+    /// A running container `name`, quarantined by a policy with the default actions.
+    async fn quarantined(&mut self, name: &str) -> ContainerInfo {
+        let info = self.container(name);
+        self.manager
+            .quarantine(
+                request(name, &DEFAULT_QUARANTINE_ACTIONS, policy()),
+                &info,
+                false,
+            )
+            .await
+            .unwrap();
+        info
+    }
+
     fn current(&self, name: &str) -> ContainerInfo {
         self.runtime.container(&ContainerId::new(name)).unwrap()
     }

@@ -5,16 +5,7 @@ use super::*;
 #[tokio::test]
 async fn an_unpaused_container_is_tampering_and_is_paused_again() {
     let mut harness = harness();
-    let info = harness.container("web");
-    harness
-        .manager
-        .quarantine(
-            request("web", &DEFAULT_QUARANTINE_ACTIONS, policy()),
-            &info,
-            false,
-        )
-        .await
-        .unwrap();
+    let info = harness.quarantined("web").await;
     // `docker unpause` behind the agent's back.
     harness.runtime.resume(&info.id).await.unwrap();
     harness.clock.advance(Duration::from_secs(1));
@@ -48,16 +39,7 @@ async fn an_unpaused_container_is_tampering_and_is_paused_again() {
 #[tokio::test]
 async fn a_vanished_table_is_tampering_and_is_cut_again() {
     let mut harness = harness();
-    let info = harness.container("netadmin");
-    harness
-        .manager
-        .quarantine(
-            request("netadmin", &DEFAULT_QUARANTINE_ACTIONS, policy()),
-            &info,
-            false,
-        )
-        .await
-        .unwrap();
+    harness.quarantined("netadmin").await;
     harness.cutter.delete_table(&netns_of("netadmin"));
     let repaired = harness
         .manager

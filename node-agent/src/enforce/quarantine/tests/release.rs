@@ -5,16 +5,7 @@ use super::*;
 #[tokio::test]
 async fn release_restores_the_network_resumes_and_leaves_an_exemption() {
     let mut harness = harness();
-    let info = harness.container("web");
-    harness
-        .manager
-        .quarantine(
-            request("web", &DEFAULT_QUARANTINE_ACTIONS, policy()),
-            &info,
-            false,
-        )
-        .await
-        .unwrap();
+    let info = harness.quarantined("web").await;
     harness.clock.advance(Duration::from_secs(5));
     let released = harness
         .manager
@@ -81,16 +72,7 @@ async fn an_operator_quarantine_leaves_no_exemption() {
 #[tokio::test]
 async fn a_release_that_cannot_restore_the_network_keeps_the_quarantine() {
     let mut harness = harness();
-    let info = harness.container("web");
-    harness
-        .manager
-        .quarantine(
-            request("web", &DEFAULT_QUARANTINE_ACTIONS, policy()),
-            &info,
-            false,
-        )
-        .await
-        .unwrap();
+    let info = harness.quarantined("web").await;
     harness.cutter.set_failing(true);
     let error = harness
         .manager
