@@ -16,6 +16,15 @@ use crate::command::run_checked;
 const NETNS_DIR: &str = "/var/run/netns";
 const IP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The addresses of a veth pair made by [`NetNs::link_to`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VethPair {
+    /// The address in the namespace `link_to` was called on.
+    pub address: String,
+    /// The address in the peer namespace.
+    pub peer_address: String,
+}
+
 /// A network namespace `lzt-<prefix>-<unique>` with `lo` up; deleted on drop.
 #[derive(Debug)]
 pub struct NetNs {
@@ -50,6 +59,29 @@ impl NetNs {
     /// The bind-mounted namespace file, for `nsenter --net=…` and `setns`.
     pub fn path(&self) -> PathBuf {
         PathBuf::from(NETNS_DIR).join(&self.name)
+    }
+
+    /// Links this namespace to `peer` with a veth pair carrying a /30 that exists only in the two
+    /// namespaces: `10.231.<subnet>.1` here, `.2` in `peer`. Both ends go away with the
+    /// namespaces; `subnet` keeps the addresses of concurrent tests apart.
+    pub fn link_to(&self, peer: &NetNs, subnet: u8) -> anyhow::Result<VethPair> {
+        let pair = VethPair {
+            address: format!("10.231.{subnet}.1"),
+            peer_address: format!("10.231.{subnet}.2"),
+        };
+        let (here, there) = ("lzv-here", "lzv-peer");
+        run_ip(&[
+            "-n", &self.name, "link", "add", here, "type", "veth", "peer", "name", there, "netns",
+            &peer.name,
+        ])
+        .with_context(|| format!("failed to link {} to {}", self.name, peer.name))?;
+        let here_cidr = format!("{}/30", pair.address);
+        let there_cidr = format!("{}/30", pair.peer_address);
+        run_ip(&["-n", &self.name, "addr", "add", &here_cidr, "dev", here])?;
+        run_ip(&["-n", &peer.name, "addr", "add", &there_cidr, "dev", there])?;
+        run_ip(&["-n", &self.name, "link", "set", here, "up"])?;
+        run_ip(&["-n", &peer.name, "link", "set", there, "up"])?;
+        Ok(pair)
     }
 
     /// An `nsenter` command that runs `program` inside this namespace (network only: unlike

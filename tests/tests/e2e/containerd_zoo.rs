@@ -2,8 +2,6 @@
 //! sensitive mounts), and a container in a network namespace of the test's own, wired to a
 //! peer namespace by a veth pair: the set-up the network-cut tests of issue 4/11 start from.
 
-use std::process::Command;
-
 use lazaret_core::posture::CheckResult;
 use lazaret_core::{ContainerId, ContainerState};
 use lazaret_tests::NetNs;
@@ -14,51 +12,6 @@ use super::containerd::{drop_blocking, result_of, runtime_for, start_containerd}
 
 const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// `ip` with arguments, bounded.
-fn ip(args: &[&str]) {
-    run_checked(Command::new("ip").args(args), COMMAND_TIMEOUT).unwrap();
-}
-
-/// A veth pair between two namespaces of the test, with addresses that exist only there.
-fn wire(container_side: &NetNs, peer_side: &NetNs) {
-    let suffix = std::process::id() % 100_000;
-    let (inside, outside) = (format!("lzva{suffix}"), format!("lzvb{suffix}"));
-    ip(&[
-        "-n",
-        container_side.name(),
-        "link",
-        "add",
-        &inside,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &outside,
-        "netns",
-        peer_side.name(),
-    ]);
-    ip(&[
-        "-n",
-        container_side.name(),
-        "addr",
-        "add",
-        "10.231.0.1/30",
-        "dev",
-        &inside,
-    ]);
-    ip(&[
-        "-n",
-        peer_side.name(),
-        "addr",
-        "add",
-        "10.231.0.2/30",
-        "dev",
-        &outside,
-    ]);
-    ip(&["-n", container_side.name(), "link", "set", &inside, "up"]);
-    ip(&["-n", peer_side.name(), "link", "set", &outside, "up"]);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oci_configurations_are_judged_and_a_test_netns_is_ready_for_cuts() {
     lazaret_tests::init_tracing();
@@ -67,7 +20,7 @@ async fn oci_configurations_are_judged_and_a_test_netns_is_ready_for_cuts() {
     containerd.import_busybox(&namespace).unwrap();
     let container_netns = NetNs::create("pod").unwrap();
     let peer_netns = NetNs::create("peer").unwrap();
-    wire(&container_netns, &peer_netns);
+    let veth = container_netns.link_to(&peer_netns, 0).unwrap();
 
     let agent = TestAgent::start_runtimes(vec![runtime_for(&containerd, &[&namespace])])
         .await
@@ -158,7 +111,7 @@ async fn oci_configurations_are_judged_and_a_test_netns_is_ready_for_cuts() {
     let ping = run_checked(
         container_netns
             .command("busybox")
-            .args(["ping", "-c", "1", "-W", "2", "10.231.0.2"]),
+            .args(["ping", "-c", "1", "-W", "2", &veth.peer_address]),
         COMMAND_TIMEOUT,
     );
     assert!(

@@ -247,52 +247,6 @@ async fn tampering_needs_net_admin_is_detected_and_a_new_cut_repairs_it() {
     assert_eq!(status(&plain_netns).await, CutStatus::Absent);
 }
 
-/// `ip` with arguments, bounded.
-fn ip(args: &[&str]) {
-    run_checked(Command::new("ip").args(args), TOOL_TIMEOUT).unwrap();
-}
-
-/// A veth pair between two namespaces of the test: `10.231.7.1` in `inside`, `.2` in `peer`.
-fn wire(inside: &NetNs, peer: &NetNs) {
-    let (inside_link, peer_link) = ("lzcut0", "lzcut1");
-    let peer_name = peer.name();
-    let inside_name = inside.name();
-    ip(&[
-        "-n",
-        inside_name,
-        "link",
-        "add",
-        inside_link,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        peer_link,
-        "netns",
-        peer_name,
-    ]);
-    ip(&[
-        "-n",
-        inside_name,
-        "addr",
-        "add",
-        "10.231.7.1/30",
-        "dev",
-        inside_link,
-    ]);
-    ip(&[
-        "-n",
-        peer_name,
-        "addr",
-        "add",
-        "10.231.7.2/30",
-        "dev",
-        peer_link,
-    ]);
-    ip(&["-n", inside_name, "link", "set", inside_link, "up"]);
-    ip(&["-n", peer_name, "link", "set", peer_link, "up"]);
-}
-
 /// Whether one ping from `from` to `address` is answered within 2 s.
 fn pings(from: &NetNs, address: &str) -> bool {
     let mut command = from.command("busybox");
@@ -319,25 +273,25 @@ async fn a_namespace_of_the_tests_own_is_cut_across_its_veth_and_restored() {
     init_tracing();
     let inside = NetNs::create("cut").unwrap();
     let peer = NetNs::create("cutpeer").unwrap();
-    wire(&inside, &peer);
-    wait_until_pings(&inside, "10.231.7.2");
-    wait_until_pings(&peer, "10.231.7.1");
+    let veth = inside.link_to(&peer, 7).unwrap();
+    wait_until_pings(&inside, &veth.peer_address);
+    wait_until_pings(&peer, &veth.address);
 
     let handle = NetnsHandle::open(inside.path()).unwrap();
     netns::cut(&handle).await.unwrap();
     assert!(
-        !pings(&inside, "10.231.7.2"),
+        !pings(&inside, &veth.peer_address),
         "outbound ping passed the cut"
     );
-    assert!(!pings(&peer, "10.231.7.1"), "inbound ping passed the cut");
+    assert!(!pings(&peer, &veth.address), "inbound ping passed the cut");
     assert!(pings(&inside, "127.0.0.1"), "loopback must keep working");
     let peer_ruleset =
         run_checked(peer.command("nft").args(["list", "ruleset"]), TOOL_TIMEOUT).unwrap();
     assert_eq!(peer_ruleset.trim(), "", "the peer namespace got rules");
 
     netns::restore(&handle).await.unwrap();
-    wait_until_pings(&inside, "10.231.7.2");
-    wait_until_pings(&peer, "10.231.7.1");
+    wait_until_pings(&inside, &veth.peer_address);
+    wait_until_pings(&peer, &veth.address);
     drop(handle);
 }
 

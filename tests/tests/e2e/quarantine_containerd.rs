@@ -3,7 +3,6 @@
 //! paused through containerd, traffic across a veth pair to a peer namespace stops, and a release
 //! brings both back. Deadlines are generous and nothing here measures time.
 
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,59 +24,10 @@ use lazaret_tests::command::run_checked;
 use super::containerd::{drop_blocking, runtime_for, start_containerd};
 
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
-const CONTAINER_ADDRESS: &str = "10.232.0.1";
-
-fn ip(args: &[&str]) {
-    run_checked(Command::new("ip").args(args), COMMAND_TIMEOUT).unwrap();
-}
-
-/// A veth pair from the container's namespace to the peer's (names and addresses of its own, so
-/// it never collides with the zoo's pair in the same test process).
-fn wire(container_side: &NetNs, peer_side: &NetNs) {
-    let suffix = std::process::id() % 100_000;
-    let (inside, outside) = (format!("lzqa{suffix}"), format!("lzqb{suffix}"));
-    let (container_ns, peer_ns) = (container_side.name(), peer_side.name());
-    ip(&[
-        "-n",
-        container_ns,
-        "link",
-        "add",
-        &inside,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &outside,
-        "netns",
-        peer_ns,
-    ]);
-    let inside_address = format!("{CONTAINER_ADDRESS}/30");
-    ip(&[
-        "-n",
-        container_ns,
-        "addr",
-        "add",
-        &inside_address,
-        "dev",
-        &inside,
-    ]);
-    ip(&[
-        "-n",
-        peer_ns,
-        "addr",
-        "add",
-        "10.232.0.2/30",
-        "dev",
-        &outside,
-    ]);
-    ip(&["-n", container_ns, "link", "set", &inside, "up"]);
-    ip(&["-n", peer_ns, "link", "set", &outside, "up"]);
-}
-
-/// Whether one ping from the peer namespace reaches the container's namespace.
-async fn peer_reaches_container(peer: &NetNs) -> bool {
+/// Whether one ping from the peer namespace reaches `address` (the container's end).
+async fn peer_reaches_container(peer: &NetNs, address: &str) -> bool {
     let mut command = peer.command("busybox");
-    command.args(["ping", "-c", "1", "-W", "2", CONTAINER_ADDRESS]);
+    command.args(["ping", "-c", "1", "-W", "2", address]);
     tokio::task::spawn_blocking(move || run_checked(&mut command, COMMAND_TIMEOUT).is_ok())
         .await
         .unwrap()
@@ -91,13 +41,13 @@ async fn a_containerd_only_container_is_cut_and_paused_through_containerd_with_d
     containerd.import_busybox(&namespace).unwrap();
     let container_netns = NetNs::create("qpod").unwrap();
     let peer_netns = NetNs::create("qpeer").unwrap();
-    wire(&container_netns, &peer_netns);
+    let veth = container_netns.link_to(&peer_netns, 8).unwrap();
     let joined = format!("network:{}", container_netns.path().display());
     containerd
         .run(&namespace, "ctr-quarantined", &[], &["--with-ns", &joined])
         .unwrap();
     assert!(
-        peer_reaches_container(&peer_netns).await,
+        peer_reaches_container(&peer_netns, &veth.address).await,
         "no traffic before the cut"
     );
 
@@ -151,7 +101,7 @@ async fn a_containerd_only_container_is_cut_and_paused_through_containerd_with_d
         "ctr task ls: {tasks}"
     );
     assert!(
-        !peer_reaches_container(&peer_netns).await,
+        !peer_reaches_container(&peer_netns, &veth.address).await,
         "the peer still reaches a cut container"
     );
 
@@ -162,7 +112,7 @@ async fn a_containerd_only_container_is_cut_and_paused_through_containerd_with_d
     assert_eq!(released.state, QuarantineState::Released);
     assert_eq!(state().await, ContainerState::Running);
     assert!(
-        peer_reaches_container(&peer_netns).await,
+        peer_reaches_container(&peer_netns, &veth.address).await,
         "no traffic after the release"
     );
     store.verify_audit(None).unwrap().unwrap();
