@@ -4,42 +4,15 @@
 //! protected container is refused without force. Deadlines are generous and nothing here
 //! measures time.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use lazaret_agent::enforce::netns::{self, CutStatus, NetnsHandle};
-use lazaret_agent::enforce::quarantine::{
-    NetnsCutter, PROTECTED_LABEL, QuarantineConfig, QuarantineError, QuarantineManager, SystemClock,
-};
-use lazaret_agent::runtime::ContainerRuntime;
-use lazaret_agent::runtime::docker::DockerRuntime;
-use lazaret_agent::store::{Durability, Store};
-use lazaret_core::quarantine::{
-    DEFAULT_QUARANTINE_ACTIONS, QuarantineRequest, QuarantineSource, QuarantineState,
-};
-use lazaret_core::{ContainerId, ContainerInfo, ContainerState};
-use lazaret_tests::agent::DEFAULT_DOCKER_SOCKET;
+use lazaret_agent::enforce::quarantine::{PROTECTED_LABEL, QuarantineError};
+use lazaret_core::ContainerState;
+use lazaret_core::quarantine::{DEFAULT_QUARANTINE_ACTIONS, QuarantineState};
 use lazaret_tests::{BUSYBOX_IMAGE, TestContainers, ensure_busybox_image, init_tracing};
 
-async fn inspect(runtime: &DockerRuntime, id: &str) -> ContainerInfo {
-    runtime
-        .inspect(&ContainerId::new(id))
-        .await
-        .unwrap()
-        .expect("the container exists")
-}
-
-fn request(container: &ContainerInfo) -> QuarantineRequest {
-    QuarantineRequest {
-        container: container.id.clone(),
-        node: "e2e".into(),
-        actions: DEFAULT_QUARANTINE_ACTIONS.to_vec(),
-        ttl: None,
-        reason: "e2e quarantine".into(),
-        actor: "agent".into(),
-        source: QuarantineSource::Policy("e2e-policy".into()),
-    }
-}
+use super::quarantine_docker::{inspect, request, setup};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_and_pause_hold_on_docker_and_a_release_undoes_both() {
@@ -57,22 +30,14 @@ async fn cut_and_pause_hold_on_docker_and_a_release_undoes_both() {
         )
         .unwrap();
 
-    let state_dir = tempfile::TempDir::new().unwrap();
-    let store = Store::open(state_dir.path(), Durability::Process).unwrap();
-    let runtime = Arc::new(DockerRuntime::new(DEFAULT_DOCKER_SOCKET));
-    runtime.connect().await.unwrap();
-    let mut manager = QuarantineManager::new(
-        runtime.clone(),
-        Arc::new(NetnsCutter::new()),
-        store.clone(),
-        Arc::new(SystemClock),
-        QuarantineConfig::default(),
-    );
+    let mut setup = setup(false).await;
+    let (runtime, store) = (setup.runtime.clone(), setup.store.clone());
+    let manager = &mut setup.manager;
 
     let info = inspect(&runtime, &target).await;
     let netns_path = info.netns_path.clone().expect("a sandbox key");
     let record = manager
-        .quarantine(request(&info), &info, false)
+        .quarantine(request(&info, &DEFAULT_QUARANTINE_ACTIONS), &info, false)
         .await
         .unwrap();
     assert_eq!(record.state, QuarantineState::Applied);
@@ -125,7 +90,11 @@ async fn cut_and_pause_hold_on_docker_and_a_release_undoes_both() {
 
     let protected_info = inspect(&runtime, &protected).await;
     let refusal = manager
-        .quarantine(request(&protected_info), &protected_info, false)
+        .quarantine(
+            request(&protected_info, &DEFAULT_QUARANTINE_ACTIONS),
+            &protected_info,
+            false,
+        )
         .await
         .unwrap_err();
     assert!(

@@ -26,14 +26,16 @@ const HTTP_PORT: u16 = 8080;
 const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
 const REACH_DEADLINE: Duration = Duration::from_secs(60);
 
-struct Setup {
+/// A quarantine manager over the machine's Docker engine and real nftables, with a store in a
+/// temporary directory. Shared with `quarantine.rs`.
+pub(crate) struct Setup {
     _state_dir: tempfile::TempDir,
-    store: Store,
-    runtime: Arc<DockerRuntime>,
-    manager: QuarantineManager,
+    pub(crate) store: Store,
+    pub(crate) runtime: Arc<DockerRuntime>,
+    pub(crate) manager: QuarantineManager,
 }
 
-async fn setup(audit_only: bool) -> Setup {
+pub(crate) async fn setup(audit_only: bool) -> Setup {
     let state_dir = tempfile::TempDir::new().unwrap();
     let store = Store::open(state_dir.path(), Durability::Process).unwrap();
     let runtime = Arc::new(DockerRuntime::new(DEFAULT_DOCKER_SOCKET));
@@ -56,7 +58,7 @@ async fn setup(audit_only: bool) -> Setup {
     }
 }
 
-async fn inspect(runtime: &DockerRuntime, id: &str) -> ContainerInfo {
+pub(crate) async fn inspect(runtime: &DockerRuntime, id: &str) -> ContainerInfo {
     runtime
         .inspect(&ContainerId::new(id))
         .await
@@ -64,7 +66,7 @@ async fn inspect(runtime: &DockerRuntime, id: &str) -> ContainerInfo {
         .expect("the container exists")
 }
 
-fn request(container: &ContainerInfo, actions: &[Action]) -> QuarantineRequest {
+pub(crate) fn request(container: &ContainerInfo, actions: &[Action]) -> QuarantineRequest {
     QuarantineRequest {
         container: container.id.clone(),
         node: "e2e".into(),
