@@ -95,6 +95,22 @@ impl TestAgent {
         Ok(seen.clone())
     }
 
+    /// After the test took the (first) runtime away: the agent notices, reports why, and stays
+    /// disconnected for `for_at_least` while it retries with back-off instead of giving up.
+    pub async fn expect_outage(&self, for_at_least: Duration) -> anyhow::Result<()> {
+        let lost = self
+            .wait_for_runtime("the lost connection", |status| !status.connected)
+            .await?;
+        anyhow::ensure!(
+            lost.last_error.is_some(),
+            "a lost connection carries its error"
+        );
+        tokio::time::sleep(for_at_least).await;
+        let still = self.wait_for_runtime("still down", |_| true).await?;
+        anyhow::ensure!(!still.connected, "reconnected to a runtime that is down");
+        Ok(())
+    }
+
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(agent) = self.agent.take() {
