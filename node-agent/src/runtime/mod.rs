@@ -9,6 +9,8 @@
 
 pub mod containerd;
 pub mod docker;
+#[cfg(test)]
+mod expectations;
 #[cfg(any(test, feature = "testsuite"))]
 pub mod fake;
 
