@@ -99,6 +99,22 @@ impl Harness {
         self.enforcer.observe(&snapshot).await;
     }
 
+    /// The runtime reports `name` running with SYS_ADMIN added (violating the test policy), and
+    /// the enforcer observes it.
+    async fn see_running_with_sys_admin(&mut self, name: &str) {
+        self.runtime
+            .upsert(container(name, ContainerState::Running, &["SYS_ADMIN"]));
+        self.observe(&[name]).await;
+    }
+
+    /// Whether a quarantine record is stored for `name`.
+    fn has_record(&self, name: &str) -> bool {
+        self.store
+            .quarantine(&ContainerId::new(name))
+            .unwrap()
+            .is_some()
+    }
+
     fn state(&self, name: &str) -> ContainerState {
         self.runtime
             .container(&ContainerId::new(name))
@@ -131,12 +147,7 @@ async fn violating_container_is_quarantined_when_it_starts_and_others_are_left_a
         ContainerState::Created,
         "acts only once started"
     );
-    assert!(
-        h.store
-            .quarantine(&ContainerId::new("bad"))
-            .unwrap()
-            .is_none()
-    );
+    assert!(!h.has_record("bad"));
 
     h.runtime
         .upsert(container("bad", ContainerState::Running, &["SYS_ADMIN"]));
@@ -155,26 +166,17 @@ async fn violating_container_is_quarantined_when_it_starts_and_others_are_left_a
         QuarantineSource::Policy("no-sys-admin".into())
     );
     assert_eq!(record.actor, AGENT_ACTOR);
-    assert!(
-        h.store
-            .quarantine(&ContainerId::new("good"))
-            .unwrap()
-            .is_none()
-    );
+    assert!(!h.has_record("good"));
 }
 
 #[tokio::test]
 async fn tampering_is_repaired_on_change_and_on_sweep_and_removal_marks_gone() {
     let mut h = harness(POLICY, false);
-    h.runtime
-        .upsert(container("bad", ContainerState::Running, &["SYS_ADMIN"]));
-    h.observe(&["bad"]).await;
+    h.see_running_with_sys_admin("bad").await;
     assert_eq!(h.state("bad"), ContainerState::Paused);
 
     // Someone unpauses it: the change is seen and the pause re-applied.
-    h.runtime
-        .upsert(container("bad", ContainerState::Running, &["SYS_ADMIN"]));
-    h.observe(&["bad"]).await;
+    h.see_running_with_sys_admin("bad").await;
     assert_eq!(h.state("bad"), ContainerState::Paused);
 
     // The table is deleted without any inventory change: the sweep repairs it.
@@ -204,9 +206,7 @@ async fn tampering_is_repaired_on_change_and_on_sweep_and_removal_marks_gone() {
 #[tokio::test]
 async fn audit_only_records_would_have_and_does_nothing() {
     let mut h = harness(POLICY, true);
-    h.runtime
-        .upsert(container("bad", ContainerState::Running, &["SYS_ADMIN"]));
-    h.observe(&["bad"]).await;
+    h.see_running_with_sys_admin("bad").await;
     assert_eq!(h.state("bad"), ContainerState::Running);
     assert!(
         h.audit().iter().any(|line| line.contains("would-have")),
@@ -218,24 +218,15 @@ async fn audit_only_records_would_have_and_does_nothing() {
 #[tokio::test]
 async fn audit_mode_policy_does_nothing() {
     let mut h = harness(&POLICY.replace("mode: enforce", "mode: audit"), false);
-    h.runtime
-        .upsert(container("bad", ContainerState::Running, &["SYS_ADMIN"]));
-    h.observe(&["bad"]).await;
+    h.see_running_with_sys_admin("bad").await;
     assert_eq!(h.state("bad"), ContainerState::Running);
-    assert!(
-        h.store
-            .quarantine(&ContainerId::new("bad"))
-            .unwrap()
-            .is_none()
-    );
+    assert!(!h.has_record("bad"));
 }
 
 #[tokio::test]
 async fn roll_forward_at_start_repairs_what_changed_while_the_agent_was_down() {
     let mut h = harness(POLICY, false);
-    h.runtime
-        .upsert(container("bad", ContainerState::Running, &["SYS_ADMIN"]));
-    h.observe(&["bad"]).await;
+    h.see_running_with_sys_admin("bad").await;
     assert_eq!(h.state("bad"), ContainerState::Paused);
     // "Agent down": unpaused behind its back, then a new enforcer on the same store.
     h.runtime
