@@ -22,6 +22,7 @@ fn transition(index: u64) -> QuarantineRecord {
             reason: "privileged container".into(),
             actor: "agent".into(),
             source: QuarantineSource::Policy("no-privileged".into()),
+            scope: Default::default(),
         },
         1_700_000_000_000,
     );

@@ -268,6 +268,11 @@ pub struct ContainerInfo {
     pub health_check: Option<HealthCheck>,
     /// The network namespace path the runtime exposes (Docker's sandbox key).
     pub netns_path: Option<String>,
+    /// The container whose network namespace this one joined and shares: Docker's
+    /// `--network container:<id>`, or a Kubernetes pod's sandbox. `None`: its own (or unknown).
+    /// A network cut takes a shared namespace only when the policy's `scope` is `pod`.
+    #[serde(default)]
+    pub netns_owner: Option<String>,
     pub pod: Option<PodInfo>,
     /// Creation time, RFC 3339 as the runtime reported it.
     pub created: Option<String>,
@@ -303,6 +308,7 @@ impl ContainerInfo {
             ports: None,
             health_check: None,
             netns_path: None,
+            netns_owner: None,
             pod: None,
             created: None,
         }

@@ -37,10 +37,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::action::{Action, DEFAULT_QUARANTINE_ACTIONS, UnknownAction};
+pub use self::action::{Action, DEFAULT_QUARANTINE_ACTIONS, UnknownAction, harden_network_cut};
 pub use self::exemption::{Exemption, ExemptionSet};
 pub use self::source::{InvalidQuarantineSource, QuarantineSource};
 use crate::container::ContainerId;
+use crate::policy::EnforcementScope;
 
 /// Where a quarantine stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -200,6 +201,9 @@ pub struct QuarantineRecord {
     /// Who asked: a certificate subject, or `agent` for the agent's own verdicts.
     pub actor: String,
     pub source: QuarantineSource,
+    /// What a network cut applies to: the container's own namespace, or its pod's shared one.
+    #[serde(default)]
+    pub scope: EnforcementScope,
 }
 
 /// What a quarantine is asked with, before it has a state.
@@ -215,6 +219,8 @@ pub struct QuarantineRequest {
     pub reason: String,
     pub actor: String,
     pub source: QuarantineSource,
+    /// Whether a network cut may cut a namespace the container shares (its pod's).
+    pub scope: EnforcementScope,
 }
 
 impl QuarantineRecord {
@@ -235,6 +241,7 @@ impl QuarantineRecord {
             reason: request.reason,
             actor: request.actor,
             source: request.source,
+            scope: request.scope,
         }
     }
 

@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use lazaret_core::policy::{self, JudgeInput, NoIndicators, PolicySet};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::AgentConfig;
-use crate::enforce::engine::Enforcer;
+use crate::enforce::engine::{Enforced, Enforcer};
+use crate::enforce::policy_files::PolicyFiles;
 use crate::enforce::quarantine::{NetnsCutter, QuarantineConfig, QuarantineManager, SystemClock};
 use crate::enforce::runtimes::Runtimes;
 use crate::inventory::{self, InventoryHandle};
@@ -24,8 +25,11 @@ use crate::runtime::ContainerRuntime;
 use crate::runtime::containerd::ContainerdRuntime;
 use crate::runtime::docker::DockerRuntime;
 use crate::store::Store;
-use crate::watcher::{self, Backoff, RuntimeStatus, Watcher};
+use crate::watcher::{self, Backoff, RuntimeStatus, StartSignal, Watcher};
 
+/// Start signals that may wait for enforcement (the fast lane); more are dropped and counted,
+/// and enforced after their inspect.
+const START_LANE: usize = 256;
 /// How long tasks get to finish after shutdown before they are abandoned.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -52,10 +56,17 @@ pub struct RunningAgent {
     pub metrics: Metrics,
     /// Where `/metrics` is served, when enabled.
     pub metrics_addr: Option<SocketAddr>,
+    /// What enforcement carried out, when it runs.
+    pub enforced: Option<broadcast::Sender<Enforced>>,
     tasks: JoinSet<()>,
 }
 
 impl RunningAgent {
+    /// Every quarantine enforcement carries out from now on; `None` without enforcement.
+    pub fn subscribe_enforced(&self) -> Option<broadcast::Receiver<Enforced>> {
+        self.enforced.as_ref().map(broadcast::Sender::subscribe)
+    }
+
     /// Waits for every task to finish after `shutdown` fired, at most `DRAIN_TIMEOUT`.
     pub async fn drain(mut self) {
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
@@ -95,16 +106,23 @@ pub async fn start(
         }
         None => None,
     };
-    let mut agent = start_with_backoff(
+    let enforce = policies.is_some() && store.is_some() && !enforcing.is_empty();
+    let (starts, starts_receiver) = match enforce {
+        true => {
+            let (sender, receiver) = mpsc::channel(START_LANE);
+            (Some(sender), Some(receiver))
+        }
+        false => (None, None),
+    };
+    let mut agent = start_parts(
         config.metrics_listen,
         config.backoff,
         runtimes,
+        starts,
         shutdown.clone(),
     )
     .await?;
-    if let (Some(policies), Some(store)) = (policies, store)
-        && !enforcing.is_empty()
-    {
+    if let (Some(policies), Some(store), true) = (policies, store, enforce) {
         let kinds = enforcing.kinds();
         let manager = QuarantineManager::with_runtimes(
             enforcing,
@@ -116,27 +134,52 @@ pub async fn start(
                 audit_only: config.enforcement.audit_only,
                 blast_radius_per_minute: config.enforcement.blast_radius_per_minute,
                 stop_grace: config.enforcement.stop_grace,
+                protected: config.enforcement.protected.clone(),
+                own_container: crate::runtime::cgroup::own_container_id(),
             },
         );
-        let enforcer = Enforcer::new(manager, policies, config.enforcement.recheck_interval);
+        let mut enforcer = Enforcer::new(manager, policies, config.enforcement.recheck_interval)
+            .with_metrics(agent.metrics.clone());
+        if let Some(every) = config.policy_reload {
+            let dirs = config.policy_dirs.clone();
+            let files = tokio::task::spawn_blocking(move || PolicyFiles::new(dirs))
+                .await
+                .context("policy reader task failed")?;
+            enforcer = enforcer.with_policy_reload(files, every);
+        }
+        agent.enforced = Some(enforcer.publisher());
         info!(
             runtimes = ?kinds,
             state_dir = %config.state_dir.display(),
             audit_only = config.enforcement.audit_only,
             "enforcement running"
         );
-        agent
-            .tasks
-            .spawn(enforcer.run(agent.inventory.snapshots.clone(), shutdown));
+        agent.tasks.spawn(enforcer.run(
+            agent.inventory.snapshots.clone(),
+            starts_receiver,
+            shutdown,
+        ));
     }
     Ok(agent)
 }
 
-/// Like [`start`], from the parts tests and benches choose themselves.
+/// Like [`start`] without enforcement, from the parts tests and benches choose themselves.
 pub async fn start_with_backoff(
     metrics_listen: Option<SocketAddr>,
     backoff: Backoff,
     runtimes: Vec<Arc<dyn ContainerRuntime>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningAgent> {
+    start_parts(metrics_listen, backoff, runtimes, None, shutdown).await
+}
+
+/// The metrics endpoint, the inventory and one watcher per runtime; with `starts`, the watchers
+/// signal every start there (the enforcement fast lane).
+async fn start_parts(
+    metrics_listen: Option<SocketAddr>,
+    backoff: Backoff,
+    runtimes: Vec<Arc<dyn ContainerRuntime>>,
+    starts: Option<mpsc::Sender<StartSignal>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningAgent> {
     let metrics = Metrics::new();
@@ -165,6 +208,7 @@ pub async fn start_with_backoff(
             metrics: metrics.clone(),
             backoff,
             status: status_sender,
+            starts: starts.clone(),
         };
         tasks.spawn(watcher.run(shutdown.clone()));
         runtime_status.push((runtime, status_receiver));
@@ -174,6 +218,7 @@ pub async fn start_with_backoff(
         runtime_status,
         metrics,
         metrics_addr,
+        enforced: None,
         tasks,
     })
 }

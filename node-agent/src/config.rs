@@ -46,11 +46,23 @@ pub struct RawConfig {
     pub enforcement: RawEnforcement,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawPolicies {
     /// Policy directories or files; none: nothing is enforced.
     pub dirs: Vec<PathBuf>,
+    /// How often the policy files are checked for changes; `0s`: loaded once at start.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
+}
+
+impl Default for RawPolicies {
+    fn default() -> Self {
+        RawPolicies {
+            dirs: Vec::new(),
+            reload_interval: Duration::from_secs(2),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,6 +99,8 @@ pub struct RawEnforcement {
     /// How often every quarantine is re-checked (tampering) and TTLs expired.
     #[serde(with = "humantime_serde")]
     pub recheck_interval: Duration,
+    /// Containers never quarantined unless forced: names, or id prefixes of 12 or more.
+    pub protected: Vec<String>,
 }
 
 impl Default for RawEnforcement {
@@ -96,6 +110,7 @@ impl Default for RawEnforcement {
             blast_radius_per_minute: 10,
             stop_grace: Duration::from_secs(10),
             recheck_interval: Duration::from_secs(5),
+            protected: Vec::new(),
         }
     }
 }
@@ -107,6 +122,7 @@ pub struct EnforcementConfig {
     pub blast_radius_per_minute: usize,
     pub stop_grace: Duration,
     pub recheck_interval: Duration,
+    pub protected: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -225,6 +241,8 @@ pub struct AgentConfig {
     pub backoff: Backoff,
     /// Policy directories or files to enforce; empty: no enforcement task.
     pub policy_dirs: Vec<PathBuf>,
+    /// How often policy files are checked for changes; `None`: never.
+    pub policy_reload: Option<Duration>,
     pub state_dir: PathBuf,
     pub durability: Durability,
     pub enforcement: EnforcementConfig,
@@ -315,8 +333,20 @@ impl RawConfig {
                 "must be above zero, e.g. \"5s\"",
             ));
         }
+        if let Some(entry) = self
+            .enforcement
+            .protected
+            .iter()
+            .find(|entry| entry.trim().is_empty())
+        {
+            return Err(ConfigError::new(
+                "enforcement.protected",
+                format!("{entry:?}: each entry must be a container name or an id prefix"),
+            ));
+        }
         Ok(AgentConfig {
             policy_dirs: self.policies.dirs,
+            policy_reload: Some(self.policies.reload_interval).filter(|every| !every.is_zero()),
             state_dir: self.state.dir,
             durability: self.state.durability,
             enforcement: EnforcementConfig {
@@ -324,6 +354,7 @@ impl RawConfig {
                 blast_radius_per_minute: self.enforcement.blast_radius_per_minute,
                 stop_grace: self.enforcement.stop_grace,
                 recheck_interval: self.enforcement.recheck_interval,
+                protected: self.enforcement.protected,
             },
             node_name,
             log_format,
@@ -462,6 +493,7 @@ mod tests {
             blast_radius_per_minute = 3
             stop_grace = "2s"
             recheck_interval = "1s"
+            protected = ["ingress", "0123456789ab"]
             "#,
         )
         .unwrap();
@@ -472,6 +504,12 @@ mod tests {
         assert_eq!(config.durability, Durability::Disk);
         assert!(config.enforcement.audit_only);
         assert_eq!(config.enforcement.stop_grace, Duration::from_secs(2));
+        assert_eq!(config.enforcement.protected, ["ingress", "0123456789ab"]);
+        assert_eq!(defaults.policy_reload, Some(Duration::from_secs(2)));
+        let once = parse("[policies]\nreload_interval = \"0s\"").unwrap();
+        assert_eq!(once.policy_reload, None);
+        let blank = parse("[enforcement]\nprotected = [\" \"]").unwrap_err();
+        assert_eq!(blank.field, "enforcement.protected");
         let zero = parse("[enforcement]\nrecheck_interval = \"0s\"").unwrap_err();
         assert_eq!(zero.field, "enforcement.recheck_interval");
         let durability = parse("[state]\ndurability = \"tape\"").unwrap_err();

@@ -190,7 +190,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(set) = &policies {
                 info!(
                     policies = set.policies.len(),
-                    "policies loaded (reloading on change is not supported yet: restart to apply)"
+                    reload_every = ?config.policy_reload,
+                    "policies loaded"
                 );
             }
             let shutdown = CancellationToken::new();

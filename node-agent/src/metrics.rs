@@ -17,6 +17,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -40,6 +41,11 @@ struct RuntimeLabels {
     runtime: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
 /// The agent's metrics; cheap to clone (every metric is shared).
 #[derive(Clone)]
 pub struct Metrics {
@@ -50,6 +56,10 @@ pub struct Metrics {
     runtime_reconnects: Family<RuntimeLabels, Counter>,
     runtime_events: Family<RuntimeLabels, Counter>,
     inventory_resyncs: Family<RuntimeLabels, Counter>,
+    fast_path_dropped: Counter,
+    start_to_enforced: Histogram,
+    blast_radius_exceeded: Counter,
+    policy_reloads: Family<ResultLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -103,8 +113,37 @@ impl Metrics {
             "Full inventory resyncs (one per (re)connect)",
             inventory_resyncs.clone(),
         );
+        let fast_path_dropped = Counter::default();
+        registry.register(
+            "fast_path_signals_dropped",
+            "Start events the enforcement fast lane had no room for (enforced after the inspect)",
+            fast_path_dropped.clone(),
+        );
+        // 1 ms … ~4 s.
+        let start_to_enforced = Histogram::new(exponential_buckets(0.001, 2.0, 13));
+        registry.register(
+            "start_to_enforced_seconds",
+            "Fast path: from reading a start event to the quarantine's actions done",
+            start_to_enforced.clone(),
+        );
+        let blast_radius_exceeded = Counter::default();
+        registry.register(
+            "blast_radius_exceeded",
+            "Automated quarantines refused because the per-minute budget was spent (ALERT)",
+            blast_radius_exceeded.clone(),
+        );
+        let policy_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy directory reloads by result (applied, rejected)",
+            policy_reloads.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            fast_path_dropped,
+            start_to_enforced,
+            blast_radius_exceeded,
+            policy_reloads,
             containers,
             findings,
             runtime_connected,
@@ -166,6 +205,25 @@ impl Metrics {
     pub fn count_event(&self, runtime: &'static str) {
         self.runtime_events
             .get_or_create(&RuntimeLabels { runtime })
+            .inc();
+    }
+
+    pub fn count_fast_path_dropped(&self) {
+        self.fast_path_dropped.inc();
+    }
+
+    pub fn observe_start_to_enforced(&self, elapsed: std::time::Duration) {
+        self.start_to_enforced.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn count_blast_radius_exceeded(&self) {
+        self.blast_radius_exceeded.inc();
+    }
+
+    /// `result`: `applied` or `rejected`.
+    pub fn count_policy_reload(&self, result: &'static str) {
+        self.policy_reloads
+            .get_or_create(&ResultLabels { result })
             .inc();
     }
 

@@ -3,12 +3,17 @@
 //!
 //! The watcher is the only writer of its runtime's part of the inventory. It never panics on a
 //! runtime error and always returns promptly when `shutdown` fires.
+//!
+//! **Fast lane**: a `start` event is also handed to enforcement as a [`StartSignal`] *before* the
+//! container is inspected, so a verdict reached at `create` is acted on without waiting for the
+//! inspect (DESIGN.md §2). The lane is bounded and never blocks the watcher: a signal that does
+//! not fit is dropped and counted, and the inspect that follows still reaches enforcement.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use lazaret_core::ContainerId;
+use lazaret_core::{ContainerId, RuntimeKind};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -71,6 +76,17 @@ pub async fn inspect_all(
     Ok(containers)
 }
 
+/// A container's `start` event, handed to enforcement before the inspect. See the module docs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartSignal {
+    pub runtime: RuntimeKind,
+    pub id: ContainerId,
+    /// The started process's PID when the event carried it.
+    pub pid: Option<u32>,
+    /// When the watcher read the event: the fast path's latency is measured from here.
+    pub received: tokio::time::Instant,
+}
+
 /// Why a connected session ended.
 enum SessionEnd {
     Shutdown,
@@ -83,6 +99,8 @@ pub struct Watcher {
     pub metrics: Metrics,
     pub backoff: Backoff,
     pub status: watch::Sender<RuntimeStatus>,
+    /// The fast lane to enforcement, when it runs.
+    pub starts: Option<mpsc::Sender<StartSignal>>,
 }
 
 impl Watcher {
@@ -180,14 +198,18 @@ impl Watcher {
                     });
                 }
             };
+            let received = tokio::time::Instant::now();
             self.metrics.count_event(runtime_name);
             debug!(runtime = runtime_name, container_id = %event.id, action = %event.action, "container event");
+            if event.kind == EventKind::Started {
+                self.signal_start(&event.id, event.pid, received);
+            }
             let update = match event.kind {
                 EventKind::Removed => InventoryUpdate::Remove {
                     runtime: self.runtime.kind(),
                     id: event.id,
                 },
-                EventKind::Changed => match self.refresh(&event.id).await {
+                EventKind::Changed | EventKind::Started => match self.refresh(&event.id).await {
                     Ok(update) => update,
                     Err(error) => return SessionEnd::Lost(error),
                 },
@@ -205,6 +227,22 @@ impl Watcher {
                 runtime: self.runtime.kind(),
                 id: id.clone(),
             }),
+        }
+    }
+
+    fn signal_start(&self, id: &ContainerId, pid: Option<u32>, received: tokio::time::Instant) {
+        let Some(starts) = &self.starts else {
+            return;
+        };
+        let signal = StartSignal {
+            runtime: self.runtime.kind(),
+            id: id.clone(),
+            pid,
+            received,
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = starts.try_send(signal) {
+            self.metrics.count_fast_path_dropped();
+            debug!(container_id = %id, "fast lane full: the start is enforced after the inspect");
         }
     }
 

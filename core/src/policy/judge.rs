@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::cel::ContainerContext;
 use super::rules::{IndicatorLookup, RuleInputs, RuleOutcome};
-use super::set::{Policy, PolicyMode, PolicySet, RuleErrorPolicy};
+use super::set::{EnforcementScope, Policy, PolicyMode, PolicySet, RuleErrorPolicy};
 use crate::container::ContainerInfo;
 use crate::posture::Finding;
 use crate::quarantine::Action;
@@ -82,6 +82,8 @@ pub struct Verdict {
     /// The enforce-mode policy whose actions are taken (see the module docs for the rule).
     pub enforcing_policy: Option<Arc<str>>,
     pub actions: Vec<Action>,
+    /// The enforcing policy's `scope`: whether a cut may take a pod's shared namespace.
+    pub scope: EnforcementScope,
     #[serde(serialize_with = "human_duration")]
     pub ttl: Option<Duration>,
     pub severity: Option<Severity>,
@@ -189,6 +191,7 @@ pub fn judge(set: &PolicySet, input: &JudgeInput<'_>) -> Verdict {
         verdict.enforcing_policy = Some(policy.shared_name().clone());
         verdict.actions = policy.actions.clone();
         verdict.ttl = policy.ttl;
+        verdict.scope = policy.scope;
         verdict.severity = Some(policy.severity);
     }
     verdict

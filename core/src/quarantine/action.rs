@@ -80,6 +80,36 @@ impl Action {
     }
 }
 
+/// Makes a network cut hold: a container that can administer its own network (`NET_ADMIN`
+/// added, `ALL` capabilities, or privileged) can delete the cut's table, so a quarantine that
+/// cuts such a container without otherwise stopping its processes is given `pause` as well.
+/// Returns the actions to carry out and, when `pause` was added, why (for the audit record).
+/// Unknown capabilities (`None`) add nothing: the periodic re-check still catches a deleted table.
+pub fn harden_network_cut(
+    actions: &[Action],
+    container: &crate::ContainerInfo,
+) -> (Vec<Action>, Option<&'static str>) {
+    let mut hardened = actions.to_vec();
+    let cuts = actions.contains(&Action::NetworkCut);
+    let freezes_or_ends = actions
+        .iter()
+        .any(|action| matches!(action, Action::Pause | Action::Stop | Action::Kill));
+    let net_admin = container.privileged == Some(true)
+        || container
+            .cap_add
+            .iter()
+            .flatten()
+            .any(|capability| capability == "NET_ADMIN" || capability == "ALL");
+    if cuts && !freezes_or_ends && net_admin {
+        hardened.push(Action::Pause);
+        return (
+            hardened,
+            Some("pause added: the container has NET_ADMIN and could delete the network cut"),
+        );
+    }
+    (hardened, None)
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str(self.as_str())

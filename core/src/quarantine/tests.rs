@@ -22,6 +22,7 @@ fn request(ttl: Option<Duration>) -> QuarantineRequest {
         reason: "privileged container".to_string(),
         actor: "agent".to_string(),
         source: QuarantineSource::Policy("no-privileged".to_string()),
+        scope: Default::default(),
     }
 }
 
@@ -35,6 +36,39 @@ fn record_in(state: QuarantineState) -> QuarantineRecord {
 // ---------------------------------------------------------------------------------------------
 // Actions, states, sources: textual forms
 // ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_cut_of_a_container_that_can_undo_it_is_backed_by_pause() {
+    use crate::{ContainerInfo, RuntimeKind};
+    let with = |cap_add: Option<&[&str]>, privileged: Option<bool>| {
+        let mut info = ContainerInfo::unknown(ContainerId::new("c"), RuntimeKind::Docker);
+        info.cap_add = cap_add.map(|caps| caps.iter().map(|cap| cap.to_string()).collect());
+        info.privileged = privileged;
+        info
+    };
+    let net_admin = with(Some(&["NET_ADMIN"]), Some(false));
+    let (actions, why) = harden_network_cut(&[Action::NetworkCut], &net_admin);
+    assert_eq!(actions, [Action::NetworkCut, Action::Pause]);
+    assert!(why.unwrap().contains("NET_ADMIN"));
+    for admin in [with(Some(&["ALL"]), None), with(None, Some(true))] {
+        let (actions, _) = harden_network_cut(&[Action::Alert, Action::NetworkCut], &admin);
+        assert_eq!(actions, [Action::Alert, Action::NetworkCut, Action::Pause]);
+    }
+    // Already frozen or ended, no cut, or no NET_ADMIN (or not known): unchanged.
+    let unchanged: [(&[Action], ContainerInfo); 5] = [
+        (&[Action::NetworkCut, Action::Pause], net_admin.clone()),
+        (&[Action::NetworkCut, Action::Kill], net_admin.clone()),
+        (&[Action::Alert], net_admin.clone()),
+        (
+            &[Action::NetworkCut],
+            with(Some(&["SYS_ADMIN"]), Some(false)),
+        ),
+        (&[Action::NetworkCut], with(None, None)),
+    ];
+    for (asked, info) in unchanged {
+        assert_eq!(harden_network_cut(asked, &info), (asked.to_vec(), None));
+    }
+}
 
 #[test]
 fn actions_are_ordered_by_strength() {

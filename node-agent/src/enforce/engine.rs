@@ -8,32 +8,67 @@
 //!   inspect (so a stale view never reads as tampering); any other container that is running (or
 //!   paused) is judged with its posture findings, and when the verdict names an enforce-mode
 //!   policy with actions the container is quarantined with `source = policy:<name>`,
-//!   `actor = agent`. A created container is judged when it starts. A container that left the
-//!   inventory has its quarantine marked `gone`.
+//!   `actor = agent`. A container that left the inventory has its quarantine marked `gone`.
+//! - **Fast path** (DESIGN.md §2): a *created* container is judged at once and the quarantine it
+//!   deserves is kept ready. When its [`StartSignal`] arrives (the watcher sends it before it
+//!   inspects), the quarantine is carried out from that verdict without another inspect: the
+//!   start makes it running, the network namespace comes from the start event's PID or the
+//!   runtime's cheap lookup
+//!   ([`crate::runtime::ContainerRuntime::started_netns`]); only when neither tells is
+//!   the container inspected. The time from reading the start event to the actions done is
+//!   [`Enforced::since_start_event`] and the `lazaret_start_to_enforced_seconds` histogram. A
+//!   lost signal costs nothing but time: the inspect that follows is judged as usual.
 //! - **Every `recheck_interval`**: TTLs are expired and every quarantine in force is re-checked
 //!   against a fresh inspect (unpaused, restarted, table deleted → re-applied, audited `tamper`).
 //! - Refusals (audit-only, exemption, blast radius, protected, already quarantined) are logged
 //!   outcomes; the manager has already audited the ones that need a record. Audit-mode policies
 //!   only log what they would have done.
 //!
+//! - **Policy reload** (with [`Enforcer::with_policy_reload`]): the policy files are re-read
+//!   every interval ([`super::policy_files`]); a set that loads replaces the one in force and every
+//!   container is judged again (quarantines already in force stay until released); one that does
+//!   not is logged with its errors and counted, and the previous set stays.
+//!
 //! Every container of a runtime the manager acts through is handled, and acted on through the
-//! runtime that reports it ([`super::runtimes`]). Policies are loaded once at start;
-//! reloading on change is not done yet.
+//! runtime that reports it ([`super::runtimes`]). Every quarantine carried out is published as
+//! an [`Enforced`] to [`Enforcer::subscribe`]rs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use lazaret_core::policy::{self, JudgeInput, NoIndicators, PolicySet};
-use lazaret_core::quarantine::{QuarantineRequest, QuarantineSource, QuarantineState};
+use lazaret_core::quarantine::{
+    QuarantineRecord, QuarantineRequest, QuarantineSource, QuarantineState,
+};
 use lazaret_core::{ContainerId, ContainerInfo, ContainerState};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::quarantine::{AGENT_ACTOR, QuarantineError, QuarantineManager};
+use super::policy_files::{PolicyFiles, Reload};
+use super::quarantine::{AGENT_ACTOR, QuarantineError, QuarantineManager, QuarantineResult};
 use crate::inventory::{InventoryEntry, InventorySnapshot};
+use crate::metrics::Metrics;
+use crate::watcher::StartSignal;
+
+/// How many [`Enforced`] events a slow subscriber may fall behind before it misses some.
+const ENFORCED_BUFFER: usize = 1024;
+
+/// A quarantine the enforcement task carried out (applied, or failed with gaps).
+#[derive(Debug, Clone)]
+pub struct Enforced {
+    pub record: QuarantineRecord,
+    /// Fast path only: from reading the container's start event to its actions done.
+    pub since_start_event: Option<Duration>,
+}
+
+/// A verdict reached at `create`, waiting for the container's start.
+struct Prejudged {
+    request: QuarantineRequest,
+    info: ContainerInfo,
+}
 
 /// The enforcement task's state. See the module docs.
 pub struct Enforcer {
@@ -43,7 +78,12 @@ pub struct Enforcer {
     recheck_interval: Duration,
     /// The inventory entry each container was last handled at.
     seen: HashMap<ContainerId, Arc<InventoryEntry>>,
+    /// Created containers that deserve a quarantine as soon as they start.
+    prejudged: HashMap<ContainerId, Prejudged>,
     rolled_forward: bool,
+    metrics: Metrics,
+    enforced: broadcast::Sender<Enforced>,
+    policy_files: Option<(PolicyFiles, Duration)>,
 }
 
 impl Enforcer {
@@ -60,8 +100,39 @@ impl Enforcer {
             node,
             recheck_interval,
             seen: HashMap::new(),
+            prejudged: HashMap::new(),
             rolled_forward: false,
+            metrics: Metrics::new(),
+            enforced: broadcast::channel(ENFORCED_BUFFER).0,
+            policy_files: None,
         }
+    }
+
+    /// Counts into the agent's metrics instead of private ones.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Re-reads `files` every `every` and enforces the new set when it loads.
+    pub fn with_policy_reload(mut self, files: PolicyFiles, every: Duration) -> Self {
+        self.policy_files = Some((files, every));
+        self
+    }
+
+    /// Every quarantine carried out from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Enforced> {
+        self.enforced.subscribe()
+    }
+
+    /// Where [`Enforced`] events are published, for subscribing later.
+    pub fn publisher(&self) -> broadcast::Sender<Enforced> {
+        self.enforced.clone()
+    }
+
+    /// The policies in force.
+    pub fn policies(&self) -> &PolicySet {
+        &self.policies
     }
 
     /// The manager, for tests and an in-process harness.
@@ -69,22 +140,32 @@ impl Enforcer {
         &mut self.manager
     }
 
-    /// Runs until `shutdown` fires or the inventory closes.
+    /// Runs until `shutdown` fires or the inventory closes. `starts`: the watchers' fast lane.
     pub async fn run(
         mut self,
         mut snapshots: watch::Receiver<Arc<InventorySnapshot>>,
+        mut starts: Option<mpsc::Receiver<StartSignal>>,
         shutdown: CancellationToken,
     ) {
         self.roll_forward().await;
         let mut ticker = tokio::time::interval(self.recheck_interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ticker.tick().await;
+        let reload_every = self
+            .policy_files
+            .as_ref()
+            .map_or(Duration::MAX / 4, |(_, every)| *every);
+        let mut reload =
+            tokio::time::interval_at(tokio::time::Instant::now() + reload_every, reload_every);
+        reload.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let first = snapshots.borrow_and_update().clone();
         self.observe(&first).await;
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                // Before the inventory: a start is signalled before its inspect is sent.
+                Some(signal) = next_start(&mut starts) => self.started(signal).await,
                 changed = snapshots.changed() => {
                     if changed.is_err() {
                         break;
@@ -93,11 +174,81 @@ impl Enforcer {
                     self.observe(&snapshot).await;
                 }
                 _ = ticker.tick() => self.sweep().await,
+                _ = reload.tick(), if self.policy_files.is_some() => {
+                    if self.reload_policies().await {
+                        let snapshot = snapshots.borrow().clone();
+                        self.observe(&snapshot).await;
+                    }
+                }
             }
         }
         info!("enforcement stopped");
     }
 
+    /// Re-reads the policy files; `true` when a new set is in force (every container is then
+    /// judged again at the next observation).
+    pub async fn reload_policies(&mut self) -> bool {
+        let Some((mut files, every)) = self.policy_files.take() else {
+            return false;
+        };
+        let checked = tokio::task::spawn_blocking(move || {
+            let outcome = files.check();
+            (files, outcome)
+        })
+        .await;
+        let Ok((files, outcome)) = checked else {
+            error!("policy reload task failed; policies unchanged");
+            return false;
+        };
+        self.policy_files = Some((files, every));
+        match outcome {
+            Reload::Unchanged => false,
+            Reload::Applied(set) => {
+                info!(policies = set.policies.len(), "policy change applied");
+                self.metrics.count_policy_reload("applied");
+                self.policies = set;
+                self.seen.clear();
+                self.prejudged.clear();
+                true
+            }
+            Reload::Rejected(errors) => {
+                error!(%errors, "policy change rejected: the previous policies stay in force");
+                self.metrics.count_policy_reload("rejected");
+                false
+            }
+        }
+    }
+
+    /// The fast path: a container that was judged at `create` has started.
+    pub async fn started(&mut self, signal: StartSignal) {
+        let Some(Prejudged { request, mut info }) = self.prejudged.remove(&signal.id) else {
+            return;
+        };
+        info.state = ContainerState::Running;
+        info.pid = signal.pid.or(info.pid);
+        let needs_netns = info.netns_owner.is_none()
+            && info.host_namespaces.network != Some(true)
+            && info.netns_path.as_deref().is_none_or(str::is_empty);
+        if needs_netns {
+            info.netns_path = self
+                .manager
+                .runtimes()
+                .owner(&info)
+                .ok()
+                .and_then(|runtime| runtime.started_netns(&info, signal.pid));
+        }
+        if info.netns_path.is_none() && needs_netns {
+            debug!(container = %info.id, "fast path: namespace unknown, inspecting");
+            match self.manager.runtimes().inspect(&info.id).await {
+                Ok(Some(fresh)) => info = fresh,
+                Ok(None) => return,
+                Err(error) => warn!(container = %info.id, %error, "fast path: cannot inspect"),
+            }
+        }
+        let policy = request.source.to_string();
+        let result = self.manager.quarantine(request, &info, false).await;
+        self.report(&info.id, &policy, result, Some(signal.received.elapsed()));
+    }
     /// Rolls stored quarantines forward once; `false` (retried at the next sweep) on failure.
     pub async fn roll_forward(&mut self) -> bool {
         if self.rolled_forward {
@@ -186,6 +337,7 @@ impl Enforcer {
         let info = &entry.info;
         match self.manager.in_force(&info.id).await {
             Ok(Some(_)) => {
+                self.prejudged.remove(&info.id);
                 self.recheck_fresh(&info.id).await;
                 return;
             }
@@ -195,10 +347,40 @@ impl Enforcer {
                 return;
             }
         }
-        if !matches!(info.state, ContainerState::Running | ContainerState::Paused) {
-            // Created containers are judged when they start; stopped ones need nothing.
-            return;
+        match info.state {
+            ContainerState::Created => {
+                // Judged now, acted on at its start (the fast path).
+                match self.request_for(entry) {
+                    Some(request) => {
+                        let prejudged = Prejudged {
+                            request,
+                            info: info.clone(),
+                        };
+                        self.prejudged.insert(info.id.clone(), prejudged);
+                    }
+                    None => {
+                        self.prejudged.remove(&info.id);
+                    }
+                }
+            }
+            ContainerState::Running | ContainerState::Paused => {
+                self.prejudged.remove(&info.id);
+                if let Some(request) = self.request_for(entry) {
+                    let policy = request.source.to_string();
+                    let result = self.manager.quarantine(request, info, false).await;
+                    self.report(&info.id, &policy, result, None);
+                }
+            }
+            // Stopped ones need nothing.
+            _ => {
+                self.prejudged.remove(&info.id);
+            }
         }
+    }
+
+    /// The quarantine `entry`'s container deserves under the policies in force, if any.
+    fn request_for(&self, entry: &InventoryEntry) -> Option<QuarantineRequest> {
+        let info = &entry.info;
         let verdict = policy::judge(
             &self.policies,
             &JudgeInput {
@@ -211,11 +393,9 @@ impl Enforcer {
         for would in &verdict.would_have {
             debug!(container = %info.id, ?would, "audit-mode policy would have acted");
         }
-        let Some(policy_name) = verdict.enforcing_policy.clone() else {
-            return;
-        };
+        let policy_name = verdict.enforcing_policy.clone()?;
         if verdict.actions.is_empty() {
-            return;
+            return None;
         }
         let reason = verdict
             .findings
@@ -224,7 +404,7 @@ impl Enforcer {
             .or(verdict.findings.first())
             .map(|finding| finding.why.to_string())
             .unwrap_or_else(|| format!("violates {policy_name}"));
-        let request = QuarantineRequest {
+        Some(QuarantineRequest {
             container: info.id.clone(),
             node: self.node.clone(),
             actions: verdict.actions.clone(),
@@ -232,10 +412,29 @@ impl Enforcer {
             reason,
             actor: AGENT_ACTOR.to_string(),
             source: QuarantineSource::Policy(policy_name.to_string()),
-        };
-        match self.manager.quarantine(request, info, false).await {
+            scope: verdict.scope,
+        })
+    }
+
+    /// Logs, counts and publishes how a quarantine the agent decided on went.
+    fn report(
+        &self,
+        container: &ContainerId,
+        source: &str,
+        result: QuarantineResult<QuarantineRecord>,
+        since_start_event: Option<Duration>,
+    ) {
+        match result {
             Ok(record) => {
-                info!(container = %info.id, policy = %policy_name, state = %record.state, "container quarantined")
+                info!(%container, %source, state = %record.state, fast_path = ?since_start_event, "container quarantined");
+                if let Some(elapsed) = since_start_event {
+                    self.metrics.observe_start_to_enforced(elapsed);
+                }
+                // Nobody subscribed is fine.
+                let _unheard = self.enforced.send(Enforced {
+                    record,
+                    since_start_event,
+                });
             }
             Err(
                 refusal @ (QuarantineError::AuditOnly { .. }
@@ -243,13 +442,14 @@ impl Enforcer {
                 | QuarantineError::Protected { .. }
                 | QuarantineError::AlreadyQuarantined { .. }),
             ) => {
-                info!(container = %info.id, policy = %policy_name, %refusal, "quarantine not carried out")
+                info!(%container, %source, %refusal, "quarantine not carried out")
             }
             Err(refusal @ QuarantineError::BlastRadius { .. }) => {
-                error!(container = %info.id, policy = %policy_name, %refusal, "ALERT: quarantine refused")
+                self.metrics.count_blast_radius_exceeded();
+                error!(%container, %source, %refusal, "ALERT: quarantine refused")
             }
             Err(error) => {
-                error!(container = %info.id, policy = %policy_name, %error, "quarantine failed")
+                error!(%container, %source, %error, "quarantine failed")
             }
         }
     }
@@ -275,6 +475,14 @@ impl Enforcer {
             Ok(None) => {}
             Err(error) => error!(%container, %error, "quarantine re-check failed"),
         }
+    }
+}
+
+/// The next start signal, or never when there is no fast lane.
+async fn next_start(starts: &mut Option<mpsc::Receiver<StartSignal>>) -> Option<StartSignal> {
+    match starts {
+        Some(starts) => starts.recv().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -5,7 +5,9 @@
 //!   (never the host's), added, removed and checked for tampering.
 //!
 //! - [`quarantine`]: the quarantine manager, stored before acting, rolled forward after a crash.
-//! - [`engine`]: the enforcement task, following the inventory and judging.
+//! - [`engine`]: the enforcement task, following the inventory and judging; the fast path acts
+//!   at a `start` event on a verdict reached at `create`.
+//! - [`policy_files`]: the policy directories, re-read on change.
 //! - [`runtimes`]: which runtime an action on a container goes to.
 //!
 //! Nothing in this module decides *whether* to act: the judge and the quarantine state machine do.
@@ -14,5 +16,6 @@
 
 pub mod engine;
 pub mod netns;
+pub mod policy_files;
 pub mod quarantine;
 pub mod runtimes;

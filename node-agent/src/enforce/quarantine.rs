@@ -4,19 +4,22 @@
 //! - **Stored before acting.** A quarantine is stored `requested` before the first action, and
 //!   every later transition is stored before the next action, so after a crash
 //!   [`QuarantineManager::roll_forward`] finishes what was started and re-checks what was done.
-//! - **Actions in order**: `network-cut` through the container's `netns_path` (host networking
-//!   cannot be cut without cutting the host: the cut is skipped, audited as an `enforcement-gap`,
-//!   and the next action still runs), `pause`, `stop`, `kill` through the runtime that reports
-//!   the container ([`super::runtimes`]). An action that fails is a gap too; the remaining
-//!   actions still run, and the quarantine ends `failed`.
+//! - **Actions**: `network-cut` through the container's `netns_path` (host networking cannot be
+//!   cut without cutting the host: the cut is skipped, audited as an `enforcement-gap`, and the
+//!   other actions still run), concurrently with `pause`, `stop`, `kill` (in that order) through
+//!   the runtime that reports the container ([`super::runtimes`]): a `[network-cut, pause]`
+//!   quarantine takes as long as the slower of the two. An action that fails is a gap too; the
+//!   others still run, and the quarantine ends `failed`. Outcomes are audited in the record's
+//!   order once all are done.
 //! - **Re-checks** ([`QuarantineManager::recheck`]): an applied quarantine whose container was
 //!   unpaused, restarted, or whose table vanished is marked `tampered`, re-applied and audited as
 //!   `tamper`.
 //! - **Release** restores the network, then resumes, stores `released`, and leaves an exemption
 //!   for (container, source) so the next sweep does not quarantine it again. TTL expiry
 //!   ([`QuarantineManager::expire_due`]) undoes the same actions without an exemption.
-//! - **Guards**: protected containers (label [`PROTECTED_LABEL`]` = true`) are refused unless
-//!   forced; automated quarantines (any source but an operator) are limited to a budget per
+//! - **Guards**: protected containers (the agent's own, label [`PROTECTED_LABEL`]` = true`, or a
+//!   configured name or id prefix) are refused unless forced; a cut of a container that has
+//!   `NET_ADMIN` gets `pause` added (it could delete the cut); automated quarantines (any source but an operator) are limited to a budget per
 //!   minute, past which an `alert`-level audit record says so; in `audit-only` mode only a
 //!   would-have audit record is written.
 //!
@@ -51,6 +54,8 @@ use crate::store::{Store, StoreError};
 /// The label that marks a container the agent must not quarantine unless forced (the agent's
 /// own, infrastructure), with the value `true`.
 pub const PROTECTED_LABEL: &str = "lazaret.io/protected";
+/// The shortest id prefix a configured protected entry matches by (Docker's short id).
+pub const MIN_PROTECTED_ID_PREFIX: usize = 12;
 /// The window of the blast-radius budget.
 pub const BLAST_RADIUS_WINDOW: Duration = Duration::from_secs(60);
 /// The audit `actor` of the agent's own decisions (expiry, tamper repair, roll-forward).
@@ -85,6 +90,11 @@ pub struct QuarantineConfig {
     pub blast_radius_per_minute: usize,
     /// The grace `stop` gives before SIGKILL.
     pub stop_grace: Duration,
+    /// Containers refused unless forced, besides those labelled [`PROTECTED_LABEL`]: names, or
+    /// id prefixes of at least [`MIN_PROTECTED_ID_PREFIX`] characters.
+    pub protected: Vec<String>,
+    /// The agent's own container when it runs in one: always protected.
+    pub own_container: Option<ContainerId>,
 }
 
 impl Default for QuarantineConfig {
@@ -94,6 +104,8 @@ impl Default for QuarantineConfig {
             audit_only: false,
             blast_radius_per_minute: 10,
             stop_grace: Duration::from_secs(10),
+            protected: Vec::new(),
+            own_container: None,
         }
     }
 }
@@ -101,8 +113,8 @@ impl Default for QuarantineConfig {
 /// Why a quarantine or a release was not done.
 #[derive(Debug, thiserror::Error)]
 pub enum QuarantineError {
-    #[error("container {container} is protected ({PROTECTED_LABEL}=true): refusing without force")]
-    Protected { container: ContainerId },
+    #[error("container {container} is protected ({why}): refusing without force")]
+    Protected { container: ContainerId, why: String },
     #[error("audit-only mode: quarantine of {container} recorded, not carried out")]
     AuditOnly { container: ContainerId },
     #[error(
@@ -213,6 +225,26 @@ impl QuarantineManager {
         &self.config
     }
 
+    /// Why `info`'s container is protected, if it is: the agent's own, labelled
+    /// [`PROTECTED_LABEL`]` = true`, or named (or id-prefixed) in the configured list.
+    pub fn protection(&self, info: &ContainerInfo) -> Option<String> {
+        if self.config.own_container.as_ref() == Some(&info.id) {
+            return Some("the agent's own container".into());
+        }
+        if is_protected(info) {
+            return Some(format!("label {PROTECTED_LABEL}=true"));
+        }
+        self.config
+            .protected
+            .iter()
+            .find(|entry| {
+                **entry == info.name
+                    || (entry.len() >= MIN_PROTECTED_ID_PREFIX
+                        && info.id.as_str().starts_with(entry.as_str()))
+            })
+            .map(|entry| format!("listed as protected: {entry}"))
+    }
+
     /// Switches `audit-only` mode on or off (agent-wide or fleet-wide switch).
     pub fn set_audit_only(&mut self, audit_only: bool) {
         self.config.audit_only = audit_only;
@@ -263,10 +295,12 @@ impl QuarantineManager {
                 until_unix_ms: exemption.until_unix_ms,
             });
         }
-        if is_protected(info) && !force {
-            self.audit(entry("quarantine", "refused: protected container".into()))
+        if let Some(why) = self.protection(info)
+            && !force
+        {
+            self.audit(entry("quarantine", format!("refused: protected ({why})")))
                 .await?;
-            return Err(QuarantineError::Protected { container });
+            return Err(QuarantineError::Protected { container, why });
         }
         if self.config.audit_only {
             let outcome = format!(
@@ -291,11 +325,20 @@ impl QuarantineManager {
             }
             self.automated.push_back(now);
         }
-        let record = QuarantineRecord::requested(request, now);
+        let (actions, hardened) = core_quarantine::harden_network_cut(&request.actions, info);
+        let record = QuarantineRecord::requested(QuarantineRequest { actions, ..request }, now);
         self.put(&record).await?;
-        self.audit_record(&record, &record.actor, "quarantine", "requested".into())
-            .await?;
-        self.carry_out(record, info).await
+        // Stored: act now. The `requested` audit record is written while the actions run.
+        let requested = match hardened {
+            Some(why) => format!("requested; {why}"),
+            None => "requested".to_string(),
+        };
+        let (audited, outcomes) = tokio::join!(
+            self.audit_record(&record, &record.actor, "quarantine", requested),
+            self.perform(&record, info)
+        );
+        audited?;
+        self.conclude(record, outcomes).await
     }
 
     /// The exemption in force for `container` and `source` at `now`, if any.
@@ -494,15 +537,63 @@ impl QuarantineManager {
     /// Carries out `record`'s actions (it is `requested` or `tampered`), then stores `applied`
     /// or `failed`.
     async fn carry_out(
-        &mut self,
+        &self,
         record: QuarantineRecord,
         info: &ContainerInfo,
+    ) -> QuarantineResult<QuarantineRecord> {
+        let outcomes = self.perform(&record, info).await;
+        self.conclude(record, outcomes).await
+    }
+
+    /// Runs `record`'s actions: the network cut concurrently with the runtime actions (which run
+    /// in order), so a `[network-cut, pause]` quarantine takes as long as the slower of the two.
+    /// Outcomes in the record's order.
+    async fn perform(
+        &self,
+        record: &QuarantineRecord,
+        info: &ContainerInfo,
+    ) -> Vec<(Action, StepOutcome)> {
+        let cut = async {
+            match record.actions.contains(&Action::NetworkCut) {
+                true => Some(self.act(Action::NetworkCut, info, record.scope).await),
+                false => None,
+            }
+        };
+        let runtime_actions = async {
+            let mut outcomes = Vec::new();
+            for &action in &record.actions {
+                if action != Action::NetworkCut {
+                    outcomes.push(self.act(action, info, record.scope).await);
+                }
+            }
+            outcomes
+        };
+        let (mut cut, runtime_outcomes) = tokio::join!(cut, runtime_actions);
+        let mut runtime_outcomes = runtime_outcomes.into_iter();
+        record
+            .actions
+            .iter()
+            .filter_map(|&action| {
+                let outcome = match action {
+                    Action::NetworkCut => cut.take(),
+                    _ => runtime_outcomes.next(),
+                };
+                outcome.map(|outcome| (action, outcome))
+            })
+            .collect()
+    }
+
+    /// Audits each action's outcome (gaps as `enforcement-gap`), then stores and audits the
+    /// quarantine `applied` or `failed`.
+    async fn conclude(
+        &self,
+        record: QuarantineRecord,
+        outcomes: Vec<(Action, StepOutcome)>,
     ) -> QuarantineResult<QuarantineRecord> {
         let mut gaps = Vec::new();
         let mut any_failed = false;
         let mut effective = 0usize;
-        for action in record.actions.clone() {
-            let outcome = self.act(action, info).await;
+        for (action, outcome) in outcomes {
             let text = match &outcome {
                 StepOutcome::Done => "applied".to_string(),
                 StepOutcome::AlreadyInForce => "already in force".to_string(),

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -42,6 +43,7 @@ pub struct FakeRuntime {
     kind: RuntimeKind,
     state: Mutex<State>,
     signals: broadcast::Sender<Signal>,
+    inspects: AtomicUsize,
 }
 
 impl Default for FakeRuntime {
@@ -66,7 +68,13 @@ impl FakeRuntime {
                 history: Vec::new(),
             }),
             signals,
+            inspects: AtomicUsize::new(0),
         }
+    }
+
+    /// How many times a container was inspected (the fast path must not inspect).
+    pub fn inspects(&self) -> usize {
+        self.inspects.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -80,6 +88,7 @@ impl FakeRuntime {
             kind,
             action: action.to_string(),
             time_nanos: now.saturating_mul(1_000_000_000),
+            pid: None,
         };
         state.history.push((now, event.clone()));
         if state.available {
@@ -99,6 +108,18 @@ impl FakeRuntime {
         };
         state.containers.insert(id.clone(), info);
         self.record(&mut state, id, EventKind::Changed, action);
+    }
+
+    /// Starts a created (or stopped) container and emits `start`, as the runtime would.
+    pub fn start(&self, id: &ContainerId) -> RuntimeResult<()> {
+        self.check_available()?;
+        let mut state = self.lock();
+        let Some(container) = state.containers.get_mut(id) else {
+            return Err(RuntimeError::NotFound { id: id.clone() });
+        };
+        container.state = ContainerState::Running;
+        self.record(&mut state, id.clone(), EventKind::Started, "start");
+        Ok(())
     }
 
     /// Removes a container and emits `destroy`.
@@ -181,6 +202,7 @@ impl ContainerRuntime for FakeRuntime {
     }
 
     async fn inspect(&self, id: &ContainerId) -> RuntimeResult<Option<ContainerInfo>> {
+        self.inspects.fetch_add(1, Ordering::Relaxed);
         self.check_available()?;
         Ok(self.lock().containers.get(id).cloned())
     }

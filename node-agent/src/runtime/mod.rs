@@ -7,6 +7,7 @@
 //! Runtime specifics (API versions, error shapes, id formats) never leak past this module: every
 //! backend hands out `lazaret_core::ContainerInfo` and [`RuntimeEvent`].
 
+pub mod cgroup;
 pub mod containerd;
 pub mod docker;
 #[cfg(test)]
@@ -52,8 +53,11 @@ pub type RuntimeResult<T> = Result<T, RuntimeError>;
 /// What happened to a container, reduced to what the inventory needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
-    /// Created, started, paused, died, renamed, updated…: look at it again.
+    /// Created, paused, died, renamed, updated…: look at it again.
     Changed,
+    /// The container's main process started (also after a restart): look at it again, and act at
+    /// once on a verdict reached at `create` (the enforcement fast path, DESIGN.md §2).
+    Started,
     /// Removed from the runtime.
     Removed,
 }
@@ -67,6 +71,8 @@ pub struct RuntimeEvent {
     pub action: String,
     /// When the runtime says it happened, nanoseconds since the Unix epoch (0 if unknown).
     pub time_nanos: i64,
+    /// The started process's host PID when the event carries it (containerd's `/tasks/start`).
+    pub pid: Option<u32>,
 }
 
 /// A runtime's identity and the versions of what it runs on, for `scan` and advisories.
@@ -119,4 +125,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
 
     /// Stops with SIGTERM, then SIGKILL after `grace`.
     async fn stop(&self, id: &ContainerId, grace: Duration) -> RuntimeResult<()>;
+
+    /// The network namespace path of a container that has just started, found without an
+    /// inspect (the enforcement fast path): `info` is what was inspected at `create`, `pid` what
+    /// the start event carried. `None` when it cannot be told cheaply; the caller then inspects.
+    fn started_netns(&self, info: &ContainerInfo, pid: Option<u32>) -> Option<String> {
+        let _ = info;
+        pid.map(cgroup::netns_of_pid)
+    }
 }

@@ -28,6 +28,7 @@ fn record(index: usize) -> QuarantineRecord {
             reason: format!("privileged container {index}"),
             actor: "agent".to_string(),
             source: QuarantineSource::Policy("no-privileged".to_string()),
+            scope: Default::default(),
         },
         NOW,
     )

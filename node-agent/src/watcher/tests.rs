@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lazaret_core::{ContainerId, ContainerInfo, ContainerState, RuntimeKind};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{Backoff, RuntimeStatus, Watcher};
+use super::{Backoff, RuntimeStatus, StartSignal, Watcher};
 use crate::inventory::{self, InventoryHandle, InventorySnapshot};
 use crate::metrics::Metrics;
 use crate::runtime::fake::FakeRuntime;
@@ -25,13 +25,19 @@ struct Running {
     status: watch::Receiver<RuntimeStatus>,
     metrics: Metrics,
     shutdown: CancellationToken,
+    starts: mpsc::Receiver<StartSignal>,
 }
 
 fn start(fake: Arc<FakeRuntime>) -> Running {
+    start_with_lane(fake, 16)
+}
+
+fn start_with_lane(fake: Arc<FakeRuntime>, lane: usize) -> Running {
     let shutdown = CancellationToken::new();
     let metrics = Metrics::new();
     let (inventory, _task) = inventory::spawn(metrics.clone(), shutdown.clone());
     let (status_sender, status) = watch::channel(RuntimeStatus::default());
+    let (starts_sender, starts) = mpsc::channel(lane);
     let watcher = Watcher {
         runtime: fake.clone(),
         updates: inventory.updates.clone(),
@@ -41,6 +47,7 @@ fn start(fake: Arc<FakeRuntime>) -> Running {
             max: Duration::from_millis(50),
         },
         status: status_sender,
+        starts: Some(starts_sender),
     };
     tokio::spawn(watcher.run(shutdown.clone()));
     Running {
@@ -49,6 +56,7 @@ fn start(fake: Arc<FakeRuntime>) -> Running {
         status,
         metrics,
         shutdown,
+        starts,
     }
 }
 
@@ -160,5 +168,50 @@ async fn keeps_retrying_while_the_runtime_is_down_and_stops_on_shutdown() {
         |s| has(s, "late"),
     )
     .await;
+    running.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_start_is_signalled_before_the_inspect_and_a_full_lane_drops_and_counts() {
+    let fake = Arc::new(FakeRuntime::new());
+    let mut created = container("web");
+    created.state = ContainerState::Created;
+    let mut running = start_with_lane(fake.clone(), 1);
+    wait_for(&running.inventory, "the connection", |_| true).await;
+    fake.upsert(created.clone());
+    wait_for(&running.inventory, "the created container", |s| {
+        has(s, "web")
+    })
+    .await;
+    assert!(running.starts.try_recv().is_err(), "create is no start");
+
+    fake.start(&created.id).unwrap();
+    let signal = tokio::time::timeout(Duration::from_secs(10), running.starts.recv())
+        .await
+        .expect("a start signal")
+        .unwrap();
+    assert_eq!(
+        (signal.runtime, signal.id.as_str()),
+        (RuntimeKind::Fake, "web")
+    );
+    wait_for(&running.inventory, "the started container", |s| {
+        s.get(&created.id)
+            .is_some_and(|entry| entry.info.state == ContainerState::Running)
+    })
+    .await;
+
+    // Nobody reads the lane: the second start fills it, the third is dropped and counted.
+    fake.start(&created.id).unwrap();
+    fake.start(&created.id).unwrap();
+    fake.upsert(container("marker"));
+    wait_for(&running.inventory, "the marker", |s| has(s, "marker")).await;
+    assert!(
+        running
+            .metrics
+            .encode()
+            .contains("lazaret_fast_path_signals_dropped_total 1"),
+        "{}",
+        running.metrics.encode()
+    );
     running.shutdown.cancel();
 }

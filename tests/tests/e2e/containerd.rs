@@ -274,11 +274,17 @@ async fn events_follow_create_start_pause_stop_and_remove() {
 
     containerd.start_task(&namespace, "later").unwrap();
     let (started, received) = loop {
-        let (event, received) = next_event_for(&mut events, &id, EventKind::Changed).await;
+        let (event, received) = next_event_for(&mut events, &id, EventKind::Started).await;
         if event.action == "/tasks/start" {
             break (event, received);
         }
     };
+    // The start event carries the task's PID: the fast path cuts its namespace without inspect.
+    assert!(started.pid.is_some(), "{started:?}");
+    assert_eq!(
+        started.pid,
+        runtime.inspect(&id).await.unwrap().unwrap().pid
+    );
     let received_nanos = received.duration_since(UNIX_EPOCH).unwrap().as_nanos();
     let delay = Duration::from_nanos(
         u64::try_from(received_nanos).unwrap() - u64::try_from(started.time_nanos).unwrap(),

@@ -81,6 +81,7 @@ async fn a_containerd_only_container_is_cut_and_paused_through_containerd_with_d
         reason: "e2e quarantine".into(),
         actor: "agent".into(),
         source: QuarantineSource::Policy("e2e-policy".into()),
+        scope: Default::default(),
     };
     let record = manager.quarantine(request, &info, false).await.unwrap();
     assert_eq!(record.state, QuarantineState::Applied);

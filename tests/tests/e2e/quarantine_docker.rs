@@ -75,6 +75,7 @@ pub(crate) fn request(container: &ContainerInfo, actions: &[Action]) -> Quaranti
         reason: "e2e quarantine".into(),
         actor: "agent".into(),
         source: QuarantineSource::Policy("e2e-policy".into()),
+        scope: Default::default(),
     }
 }
 

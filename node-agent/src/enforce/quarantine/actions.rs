@@ -2,15 +2,21 @@
 //! manager that touches the runtime and the network cut. Never stores or audits anything itself:
 //! the manager does, around these calls.
 
+use lazaret_core::policy::EnforcementScope;
 use lazaret_core::quarantine::{Action, QuarantineRecord};
-use lazaret_core::{ContainerInfo, ContainerState};
+use lazaret_core::{ContainerId, ContainerInfo, ContainerState};
 
 use super::super::netns::{CutStatus, NetnsError};
 use super::{QuarantineManager, StepOutcome};
 
 impl QuarantineManager {
     /// One action on one container. Never an error: how it went is the outcome.
-    pub(super) async fn act(&self, action: Action, info: &ContainerInfo) -> StepOutcome {
+    pub(super) async fn act(
+        &self,
+        action: Action,
+        info: &ContainerInfo,
+        scope: EnforcementScope,
+    ) -> StepOutcome {
         let stopped = matches!(
             info.state,
             ContainerState::Exited | ContainerState::Dead | ContainerState::Created
@@ -18,7 +24,7 @@ impl QuarantineManager {
         let result = match action {
             Action::Alert => return StepOutcome::Done,
             Action::NetworkCut => {
-                let path = match cut_target(info) {
+                let path = match self.cut_target(info, scope).await {
                     Ok(path) => path,
                     Err(why) => return StepOutcome::Skipped(why),
                 };
@@ -56,7 +62,7 @@ impl QuarantineManager {
             Err(error) => return Err(error.to_string()),
         };
         if record.actions.contains(&Action::NetworkCut)
-            && let Ok(path) = cut_target(&info)
+            && let Ok(path) = self.cut_target(&info, record.scope).await
         {
             match self.cutter.restore(&path).await {
                 Ok(()) | Err(NetnsError::HostNetwork { .. }) => {}
@@ -99,7 +105,7 @@ impl QuarantineManager {
         }
         if record.actions.contains(&Action::NetworkCut)
             && !ends_workload
-            && let Ok(path) = cut_target(info)
+            && let Ok(path) = self.cut_target(info, record.scope).await
         {
             match self.cutter.status(&path).await {
                 Ok(CutStatus::Intact) | Err(NetnsError::HostNetwork { .. }) => {}
@@ -112,15 +118,52 @@ impl QuarantineManager {
         }
         None
     }
-}
-
-/// The namespace path to cut, or why there is none.
-pub(super) fn cut_target(info: &ContainerInfo) -> Result<String, String> {
-    if info.host_namespaces.network == Some(true) {
-        return Err("host network: cutting it would cut the host".into());
-    }
-    match info.netns_path.as_deref() {
-        Some(path) if !path.is_empty() => Ok(path.to_string()),
-        _ => Err("the runtime reports no network namespace (not running?)".into()),
+    /// The namespace path to cut for `info`'s container, or why there is none. A namespace the
+    /// container shares with others (a pod, Docker's `--network container:X`) is cut only with
+    /// `scope: pod`: then the owner's namespace is cut, which cuts the whole pod.
+    pub(super) async fn cut_target(
+        &self,
+        info: &ContainerInfo,
+        scope: EnforcementScope,
+    ) -> Result<String, String> {
+        if info.host_namespaces.network == Some(true) {
+            return Err("host network: cutting it would cut the host".into());
+        }
+        let own_path = || match info.netns_path.as_deref() {
+            Some(path) if !path.is_empty() => Ok(path.to_string()),
+            _ => Err("the runtime reports no network namespace (not running?)".to_string()),
+        };
+        let Some(owner) = &info.netns_owner else {
+            return own_path();
+        };
+        if scope != EnforcementScope::Pod {
+            return Err(format!(
+                "shares the network namespace of {owner} (a pod): cutting it would cut the \
+                 others too (the policy's `scope: pod` allows that)"
+            ));
+        }
+        // containerd reports the pod's namespace path itself; Docker only the owner's.
+        if let Ok(path) = own_path() {
+            return Ok(path);
+        }
+        match self
+            .runtimes
+            .inspect(&ContainerId::new(owner.as_str()))
+            .await
+        {
+            Ok(Some(owner_info)) if owner_info.host_namespaces.network == Some(true) => Err(
+                format!("{owner} uses the host network: cutting it would cut the host"),
+            ),
+            Ok(Some(owner_info)) => owner_info
+                .netns_path
+                .filter(|path| !path.is_empty())
+                .ok_or_else(|| format!("{owner}, whose network it shares, is not running")),
+            Ok(None) => Err(format!(
+                "{owner}, whose network it shares, no longer exists"
+            )),
+            Err(error) => Err(format!(
+                "cannot inspect {owner}, whose network it shares: {error}"
+            )),
+        }
     }
 }

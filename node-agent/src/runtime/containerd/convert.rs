@@ -24,6 +24,8 @@ use super::spec::{self, Spec};
 
 /// containerd's restart monitor reads this label (`always`, `on-failure:N`, `unless-stopped`).
 pub const RESTART_POLICY_LABEL: &str = "containerd.io/restart.policy";
+/// The CRI label telling a pod's sandbox (`sandbox`) from its containers (`container`).
+const CRI_KIND_LABEL: &str = "io.cri-containerd.kind";
 /// The CRI label naming the container inside its pod.
 const CRI_CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
 
@@ -104,6 +106,14 @@ pub fn container_info(
         info.image_digest = image.registry_digest.clone();
     }
     info.pod = PodInfo::from_labels(&info.labels);
+    // A pod's containers join its sandbox's network namespace; the sandbox owns it.
+    if info.labels.get(CRI_KIND_LABEL).map(String::as_str) == Some("container") {
+        info.netns_owner = info
+            .pod
+            .as_ref()
+            .map(|pod| pod.sandbox_id.clone())
+            .filter(|sandbox| !sandbox.is_empty());
+    }
     info.created = container.created_at.as_ref().and_then(|created| {
         let nanos = u32::try_from(created.nanos).ok()?;
         DateTime::from_timestamp(created.seconds, nanos)

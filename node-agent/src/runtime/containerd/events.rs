@@ -263,7 +263,7 @@ fn remember(known: &NamespaceMap, namespace: &str, event: &RuntimeEvent) {
                 known.remove(&event.id);
             }
         }
-        EventKind::Changed => {
+        EventKind::Changed | EventKind::Started => {
             known.insert(event.id.clone(), namespace.to_string());
         }
     }
@@ -273,6 +273,7 @@ fn remember(known: &NamespaceMap, namespace: &str, event: &RuntimeEvent) {
 /// container's configuration or state (exec processes, checkpoints, images, snapshots).
 pub fn event_from_envelope(envelope: &Envelope) -> Option<RuntimeEvent> {
     let payload = envelope.event.as_ref().map(|any| any.value.as_slice())?;
+    let mut pid = None;
     let (id, kind) = match envelope.topic.as_str() {
         "/containers/create" => (
             ContainerCreate::decode(payload).ok()?.id,
@@ -290,10 +291,11 @@ pub fn event_from_envelope(envelope: &Envelope) -> Option<RuntimeEvent> {
             TaskCreate::decode(payload).ok()?.container_id,
             EventKind::Changed,
         ),
-        "/tasks/start" => (
-            TaskStart::decode(payload).ok()?.container_id,
-            EventKind::Changed,
-        ),
+        "/tasks/start" => {
+            let start = TaskStart::decode(payload).ok()?;
+            pid = Some(start.pid).filter(|&pid| pid != 0);
+            (start.container_id, EventKind::Started)
+        }
         "/tasks/paused" => (
             TaskPaused::decode(payload).ok()?.container_id,
             EventKind::Changed,
@@ -340,6 +342,7 @@ pub fn event_from_envelope(envelope: &Envelope) -> Option<RuntimeEvent> {
         kind,
         action: envelope.topic.clone(),
         time_nanos,
+        pid,
     })
 }
 

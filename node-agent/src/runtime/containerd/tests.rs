@@ -505,7 +505,14 @@ fn envelopes_become_container_events() {
         pid: 3,
     };
     let event = event_from_envelope(&envelope("/tasks/start", start.encode_to_vec())).unwrap();
-    assert_eq!((event.id.as_str(), event.kind), ("web", EventKind::Changed));
+    assert_eq!((event.id.as_str(), event.kind), ("web", EventKind::Started));
+    assert_eq!(event.pid, Some(3), "the start's PID feeds the fast path");
+    assert_eq!(
+        event_from_envelope(&envelope("/containers/create", create.encode_to_vec()))
+            .unwrap()
+            .pid,
+        None
+    );
 
     let delete = ContainerDelete { id: "web".into() };
     let event =

@@ -125,6 +125,11 @@ fn apply_host_config(info: &mut ContainerInfo, host: &HostConfig) {
     };
     info.cap_add = Some(capabilities(host.cap_add.as_ref()));
     info.cap_drop = Some(capabilities(host.cap_drop.as_ref()));
+    info.netns_owner = host
+        .network_mode
+        .as_deref()
+        .and_then(|mode| mode.strip_prefix("container:"))
+        .map(str::to_string);
     info.host_namespaces = HostNamespaces {
         network: Some(is_host_mode(host.network_mode.as_ref())),
         pid: Some(is_host_mode(host.pid_mode.as_ref())),

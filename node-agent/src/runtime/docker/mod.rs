@@ -9,6 +9,7 @@ mod convert;
 mod tests;
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ use lazaret_core::{ContainerId, ContainerInfo, RuntimeKind};
 pub use convert::container_info;
 
 use super::{
-    ContainerRuntime, EventKind, RuntimeError, RuntimeEvent, RuntimeResult, RuntimeVersion,
+    ContainerRuntime, EventKind, RuntimeError, RuntimeEvent, RuntimeResult, RuntimeVersion, cgroup,
 };
 
 /// Seconds bollard waits for a response's headers (not for a stream's end).
@@ -163,16 +164,18 @@ fn event_from_message(message: EventMessage) -> Option<RuntimeEvent> {
         return None;
     }
     let id = message.actor.and_then(|actor| actor.id)?;
-    let kind = if base_action == "destroy" {
-        EventKind::Removed
-    } else {
-        EventKind::Changed
+    let kind = match base_action {
+        "destroy" => EventKind::Removed,
+        // Also sent when a restart policy or `docker restart` starts it again.
+        "start" => EventKind::Started,
+        _ => EventKind::Changed,
     };
     Some(RuntimeEvent {
         id: ContainerId::new(id),
         kind,
         action: base_action.to_string(),
         time_nanos: message.time_nano.unwrap_or(0),
+        pid: None,
     })
 }
 
@@ -303,6 +306,19 @@ impl ContainerRuntime for DockerRuntime {
             .kill_container(id.as_str(), Some(options))
             .await
             .map_err(|error| self.map_error("kill", Some(id), error))
+    }
+
+    /// Docker's start event carries no PID: the container's cgroup tells it.
+    fn started_netns(&self, info: &ContainerInfo, pid: Option<u32>) -> Option<String> {
+        pid.or_else(|| {
+            cgroup::started_pid(
+                Path::new(cgroup::CGROUP_ROOT),
+                Path::new(cgroup::PROC_ROOT),
+                &info.id,
+                info.cgroup_parent.as_deref().unwrap_or_default(),
+            )
+        })
+        .map(cgroup::netns_of_pid)
     }
 
     async fn stop(&self, id: &ContainerId, grace: Duration) -> RuntimeResult<()> {

@@ -3,6 +3,7 @@
 mod agent;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::SystemTime;
 
 use lazaret_core::policy::PolicySource;
@@ -11,9 +12,11 @@ use tempfile::TempDir;
 
 use super::*;
 use crate::enforce::netns::CutStatus;
+use crate::enforce::policy_files::PolicyFiles;
 use crate::enforce::quarantine::{FakeCutter, QuarantineConfig, SystemClock};
 use crate::runtime::fake::FakeRuntime;
 use crate::store::{Durability, Store};
+use crate::watcher::StartSignal;
 
 const POLICY: &str = r#"
 apiVersion: lazaret.dev/v1
@@ -37,6 +40,11 @@ struct Harness {
 }
 
 fn harness(policy: &str, audit_only: bool) -> Harness {
+    harness_reloading(policy, audit_only, None)
+}
+
+/// With `reload_from`, the enforcer follows the policy files there.
+fn harness_reloading(policy: &str, audit_only: bool, reload_from: Option<&Path>) -> Harness {
     let dir = TempDir::new().unwrap();
     let store = Store::open(dir.path(), Durability::Process).unwrap();
     let runtime = Arc::new(FakeRuntime::new());
@@ -53,7 +61,11 @@ fn harness(policy: &str, audit_only: bool) -> Harness {
         },
     );
     let policies = PolicySet::load(&[PolicySource::new("test.yaml", policy)]).unwrap();
-    let enforcer = Enforcer::new(manager, policies, Duration::from_secs(5));
+    let mut enforcer = Enforcer::new(manager, policies, Duration::from_secs(5));
+    if let Some(policy_dir) = reload_from {
+        let files = PolicyFiles::new(vec![policy_dir.to_path_buf()]);
+        enforcer = enforcer.with_policy_reload(files, Duration::from_secs(1));
+    }
     Harness {
         _dir: dir,
         store,
@@ -243,4 +255,105 @@ async fn roll_forward_at_start_repairs_what_changed_while_the_agent_was_down() {
     assert!(restarted.roll_forward().await);
     assert_eq!(h.state("bad"), ContainerState::Paused);
     assert!(h.audit().iter().any(|line| line.starts_with("tamper ")));
+}
+
+fn start_signal(name: &str) -> StartSignal {
+    StartSignal {
+        runtime: RuntimeKind::Fake,
+        id: ContainerId::new(name),
+        pid: None,
+        received: tokio::time::Instant::now(),
+    }
+}
+
+#[tokio::test]
+async fn the_fast_path_acts_on_the_create_verdict_at_start_without_an_inspect() {
+    let mut h = harness(POLICY, false);
+    let mut enforced = h.enforcer.subscribe();
+    h.runtime
+        .upsert(container("bad", ContainerState::Created, &["SYS_ADMIN"]));
+    h.runtime
+        .upsert(container("good", ContainerState::Created, &[]));
+    h.observe(&["bad", "good"]).await;
+    assert!(!h.has_record("bad"), "nothing happens at create");
+
+    h.runtime.start(&ContainerId::new("bad")).unwrap();
+    h.runtime.start(&ContainerId::new("good")).unwrap();
+    let inspects = h.runtime.inspects();
+    h.enforcer.started(start_signal("bad")).await;
+    h.enforcer.started(start_signal("good")).await;
+    assert_eq!(h.runtime.inspects(), inspects, "the fast path inspected");
+    assert_eq!(h.state("bad"), ContainerState::Paused);
+    assert_eq!(h.cutter.status_of("/fake/netns/bad"), CutStatus::Intact);
+    assert_eq!(h.state("good"), ContainerState::Running);
+    let event = enforced.try_recv().expect("an Enforced event");
+    assert_eq!(event.record.container.as_str(), "bad");
+    assert_eq!(event.record.state, QuarantineState::Applied);
+    assert!(event.since_start_event.is_some());
+    assert!(enforced.try_recv().is_err(), "only the violating one");
+
+    // The inspect that follows the start finds the quarantine in force: nothing more is done.
+    h.observe(&["bad", "good"]).await;
+    assert_eq!(h.state("bad"), ContainerState::Paused);
+    assert_eq!(
+        h.audit()
+            .iter()
+            .filter(|line| line.starts_with("tamper"))
+            .count(),
+        0,
+        "{:#?}",
+        h.audit()
+    );
+}
+
+#[tokio::test]
+async fn the_fast_path_inspects_when_the_namespace_is_unknown_and_a_lost_signal_costs_nothing() {
+    let mut h = harness(POLICY, false);
+    let mut created = container("bad", ContainerState::Created, &["SYS_ADMIN"]);
+    created.netns_path = None;
+    h.runtime.upsert(created.clone());
+    h.runtime
+        .upsert(container("other", ContainerState::Created, &["SYS_ADMIN"]));
+    h.observe(&["bad", "other"]).await;
+    // Started: the runtime now reports the namespace (the fake's start event has no PID).
+    let mut running = created;
+    running.state = ContainerState::Running;
+    running.netns_path = Some("/fake/netns/bad".into());
+    h.runtime.upsert_without_event(running);
+    let inspects = h.runtime.inspects();
+    h.enforcer.started(start_signal("bad")).await;
+    assert_eq!(h.runtime.inspects(), inspects + 1);
+    assert_eq!(h.cutter.status_of("/fake/netns/bad"), CutStatus::Intact);
+    assert_eq!(h.state("bad"), ContainerState::Paused);
+
+    // `other`'s signal is lost: its inspect (the normal path) quarantines it.
+    h.runtime.start(&ContainerId::new("other")).unwrap();
+    h.observe(&["bad", "other"]).await;
+    assert_eq!(h.state("other"), ContainerState::Paused);
+}
+
+#[tokio::test]
+async fn a_policy_change_is_enforced_and_a_bad_one_leaves_the_previous_in_force() {
+    let dir = TempDir::new().unwrap();
+    let policy_file = dir.path().join("policy.yaml");
+    let audit_mode = POLICY.replace("mode: enforce", "mode: audit");
+    std::fs::write(&policy_file, &audit_mode).unwrap();
+    let mut h = harness_reloading(&audit_mode, false, Some(dir.path()));
+    h.see_running_with_sys_admin("bad").await;
+    assert_eq!(h.state("bad"), ContainerState::Running, "audit mode");
+    assert!(!h.enforcer.reload_policies().await, "unchanged");
+
+    // A broken edit: rejected, the audit-mode policy stays.
+    std::fs::write(&policy_file, POLICY.replace("pause]", "freeze]")).unwrap();
+    assert!(!h.enforcer.reload_policies().await);
+    assert_eq!(
+        h.enforcer.policies().policies[0].mode,
+        lazaret_core::policy::PolicyMode::Audit
+    );
+
+    // Switched to enforce: applied, and the running container is judged again.
+    std::fs::write(&policy_file, POLICY).unwrap();
+    assert!(h.enforcer.reload_policies().await);
+    h.observe(&["bad"]).await;
+    assert_eq!(h.state("bad"), ContainerState::Paused);
 }

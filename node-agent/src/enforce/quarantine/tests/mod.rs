@@ -129,6 +129,7 @@ fn request(name: &str, actions: &[Action], source: QuarantineSource) -> Quaranti
         reason: "privileged container".into(),
         actor: "agent".into(),
         source,
+        scope: Default::default(),
     }
 }
 
