@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::AgentConfig;
-use crate::enforce::engine::{Enforced, Enforcer};
+use crate::enforce::engine::{Enforced, Enforcer, EnforcerHandle};
 use crate::enforce::policy_files::PolicyFiles;
 use crate::enforce::quarantine::{NetnsCutter, QuarantineConfig, QuarantineManager, SystemClock};
 use crate::enforce::runtimes::Runtimes;
@@ -58,6 +58,8 @@ pub struct RunningAgent {
     pub metrics_addr: Option<SocketAddr>,
     /// What enforcement carried out, when it runs.
     pub enforced: Option<broadcast::Sender<Enforced>>,
+    /// Quarantine and release through the running enforcement task, when it runs.
+    pub enforcer: Option<EnforcerHandle>,
     tasks: JoinSet<()>,
 }
 
@@ -148,6 +150,7 @@ pub async fn start(
             enforcer = enforcer.with_policy_reload(files, every);
         }
         agent.enforced = Some(enforcer.publisher());
+        agent.enforcer = Some(enforcer.commands());
         info!(
             runtimes = ?kinds,
             state_dir = %config.state_dir.display(),
@@ -219,6 +222,7 @@ async fn start_parts(
         metrics,
         metrics_addr,
         enforced: None,
+        enforcer: None,
         tasks,
     })
 }

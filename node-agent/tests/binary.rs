@@ -161,11 +161,28 @@ fn a_bad_policy_directory_exits_64_with_the_location() {
         "apiVersion: lazaret.dev/v1\nkind: Policy\nname: p\nrules:\n  - expr: 'container.usr == \"\"'\n",
     )
     .unwrap();
-    let output = agent(&["scan", "--policy-dir", directory.path().to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(64));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("bad.yaml:5:"), "{stderr}");
-    assert!(stderr.contains("no field `usr`"), "{stderr}");
+    let state = tempfile::tempdir().unwrap();
+    let policies = directory.path().to_str().unwrap();
+    let state = state.path().to_str().unwrap();
+    let commands: [&[&str]; 2] = [
+        &["scan", "--policy-dir", policies],
+        &[
+            "run",
+            "--metrics-listen",
+            "",
+            "--state-dir",
+            state,
+            "--policy-dir",
+            policies,
+        ],
+    ];
+    for command in commands {
+        let output = agent(command);
+        assert_eq!(output.status.code(), Some(64), "{command:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("bad.yaml:5:"), "{stderr}");
+        assert!(stderr.contains("no field `usr`"), "{stderr}");
+    }
 }
 
 #[test]

@@ -2,15 +2,20 @@
 //! what it should see. Stopped (shutdown token cancelled, tasks drained) by [`TestAgent::stop`]
 //! or, as a last resort, on drop.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use lazaret_agent::app::{self, RunningAgent};
+use lazaret_agent::config::RawConfig;
+use lazaret_agent::enforce::engine::{Enforced, EnforcerHandle};
 use lazaret_agent::inventory::InventorySnapshot;
 use lazaret_agent::runtime::ContainerRuntime;
 use lazaret_agent::runtime::docker::DockerRuntime;
 use lazaret_agent::watcher::{Backoff, RuntimeStatus};
+use lazaret_core::policy::{PolicySet, PolicySource};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 /// The machine's Docker socket.
@@ -50,6 +55,46 @@ impl TestAgent {
             agent: Some(agent),
             shutdown,
         })
+    }
+
+    /// Starts an agent enforcing `policies` (YAML) on the machine's Docker engine, with its
+    /// state in `state_dir` and quarantines re-checked every `recheck`: the in-process harness
+    /// that quarantines and releases without the API ([`Self::enforcer`]).
+    pub async fn start_enforcing(
+        state_dir: &Path,
+        policies: &str,
+        recheck: Duration,
+    ) -> anyhow::Result<TestAgent> {
+        let mut raw = RawConfig::default();
+        raw.metrics.listen = String::new();
+        raw.containerd.enabled = Some(false);
+        raw.state.dir = state_dir.to_path_buf();
+        raw.enforcement.recheck_interval = recheck;
+        let config = raw.validate()?;
+        let policies = PolicySet::load(&[PolicySource::new("e2e.yaml", policies)])?;
+        let shutdown = CancellationToken::new();
+        let runtimes: Vec<Arc<dyn ContainerRuntime>> =
+            vec![Arc::new(DockerRuntime::new(DEFAULT_DOCKER_SOCKET))];
+        let agent = app::start(&config, runtimes, Some(policies), shutdown.clone()).await?;
+        Ok(TestAgent {
+            agent: Some(agent),
+            shutdown,
+        })
+    }
+
+    /// The running enforcement task (agents started with policies).
+    pub fn enforcer(&self) -> &EnforcerHandle {
+        self.running()
+            .enforcer
+            .as_ref()
+            .expect("an agent started with policies")
+    }
+
+    /// Every quarantine the agent carries out from now on (agents started with policies).
+    pub fn subscribe_enforced(&self) -> broadcast::Receiver<Enforced> {
+        self.running()
+            .subscribe_enforced()
+            .expect("an agent started with policies")
     }
 
     fn running(&self) -> &RunningAgent {

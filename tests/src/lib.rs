@@ -2,6 +2,8 @@
 //! namespaces, all cleaned up on drop.
 //!
 //! - [`agent`]: [`agent::TestAgent`], an agent started in process against a real engine;
+//! - [`agent_process`]: [`agent_process::AgentProcess`], the agent binary as a child process;
+//! - [`inside`]: acting on a container's namespace with exactly the container's privileges;
 //! - [`image`]: the busybox test image, built locally (no registry is reachable);
 //! - [`containers`]: [`TestContainers`], a guard owning the containers of one test;
 //! - [`netns`]: [`NetNs`], a named network namespace;
@@ -16,11 +18,13 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod agent_process;
 pub mod command;
 pub mod containers;
 pub mod daemon;
 pub mod docker;
 pub mod image;
+pub mod inside;
 pub mod leftovers;
 pub mod netns;
 pub mod private_containerd;

@@ -29,6 +29,11 @@
 //!   container is judged again (quarantines already in force stay until released); one that does
 //!   not is logged with its errors and counted, and the previous set stays.
 //!
+//! - **Commands** through an [`EnforcerHandle`] (operators through the API, in-process test
+//!   harnesses): quarantine a container (inspected afresh; `force` overrides protection) and
+//!   release one, carried out by this task between its other work, so the manager keeps one
+//!   owner.
+//!
 //! Every container of a runtime the manager acts through is handled, and acted on through the
 //! runtime that reports it ([`super::runtimes`]). Every quarantine carried out is published as
 //! an [`Enforced`] to [`Enforcer::subscribe`]rs.
@@ -42,7 +47,7 @@ use lazaret_core::quarantine::{
     QuarantineRecord, QuarantineRequest, QuarantineSource, QuarantineState,
 };
 use lazaret_core::{ContainerId, ContainerInfo, ContainerState};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -51,6 +56,7 @@ use super::policy_files::{PolicyFiles, Reload};
 use super::quarantine::{AGENT_ACTOR, QuarantineError, QuarantineManager, QuarantineResult};
 use crate::inventory::{InventoryEntry, InventorySnapshot};
 use crate::metrics::Metrics;
+use crate::runtime::RuntimeError;
 use crate::watcher::StartSignal;
 
 /// How many [`Enforced`] events a slow subscriber may fall behind before it misses some.
@@ -62,6 +68,78 @@ pub struct Enforced {
     pub record: QuarantineRecord,
     /// Fast path only: from reading the container's start event to its actions done.
     pub since_start_event: Option<Duration>,
+}
+
+/// Commands waiting for the enforcement task before senders wait.
+const COMMAND_BUFFER: usize = 64;
+
+/// What an [`EnforcerHandle`] asks of the enforcement task.
+enum Command {
+    Quarantine {
+        request: QuarantineRequest,
+        force: bool,
+        reply: oneshot::Sender<QuarantineResult<QuarantineRecord>>,
+    },
+    Release {
+        container: ContainerId,
+        actor: String,
+        reason: String,
+        exempt_for: Duration,
+        reply: oneshot::Sender<QuarantineResult<QuarantineRecord>>,
+    },
+}
+
+/// Asks the running enforcement task to quarantine or release; cheap to clone.
+#[derive(Clone)]
+pub struct EnforcerHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl EnforcerHandle {
+    /// Quarantines `request.container` as the request says (the container is inspected afresh);
+    /// `force` overrides protection. Refusals come back as the manager's errors.
+    pub async fn quarantine(
+        &self,
+        request: QuarantineRequest,
+        force: bool,
+    ) -> QuarantineResult<QuarantineRecord> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Quarantine {
+            request,
+            force,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Releases `container`, leaving an exemption for `exempt_for` (automated quarantines).
+    pub async fn release(
+        &self,
+        container: ContainerId,
+        actor: &str,
+        reason: &str,
+        exempt_for: Duration,
+    ) -> QuarantineResult<QuarantineRecord> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Release {
+            container,
+            actor: actor.to_string(),
+            reason: reason.to_string(),
+            exempt_for,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    async fn send(&self, command: Command) -> QuarantineResult<()> {
+        self.commands.send(command).await.map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> QuarantineError {
+    QuarantineError::Blocking("the enforcement task has stopped".into())
 }
 
 /// A verdict reached at `create`, waiting for the container's start.
@@ -84,6 +162,8 @@ pub struct Enforcer {
     metrics: Metrics,
     enforced: broadcast::Sender<Enforced>,
     policy_files: Option<(PolicyFiles, Duration)>,
+    commands: mpsc::Receiver<Command>,
+    handle: EnforcerHandle,
 }
 
 impl Enforcer {
@@ -94,6 +174,7 @@ impl Enforcer {
         recheck_interval: Duration,
     ) -> Self {
         let node = manager.config().node.clone();
+        let (sender, commands) = mpsc::channel(COMMAND_BUFFER);
         Enforcer {
             manager,
             policies,
@@ -105,7 +186,14 @@ impl Enforcer {
             metrics: Metrics::new(),
             enforced: broadcast::channel(ENFORCED_BUFFER).0,
             policy_files: None,
+            commands,
+            handle: EnforcerHandle { commands: sender },
         }
+    }
+
+    /// Sends this task commands once it runs.
+    pub fn commands(&self) -> EnforcerHandle {
+        self.handle.clone()
     }
 
     /// Counts into the agent's metrics instead of private ones.
@@ -166,6 +254,7 @@ impl Enforcer {
                 _ = shutdown.cancelled() => break,
                 // Before the inventory: a start is signalled before its inspect is sent.
                 Some(signal) = next_start(&mut starts) => self.started(signal).await,
+                Some(command) = self.commands.recv() => self.command(command).await,
                 changed = snapshots.changed() => {
                     if changed.is_err() {
                         break;
@@ -215,6 +304,54 @@ impl Enforcer {
                 error!(%errors, "policy change rejected: the previous policies stay in force");
                 self.metrics.count_policy_reload("rejected");
                 false
+            }
+        }
+    }
+
+    async fn command(&mut self, command: Command) {
+        match command {
+            Command::Quarantine {
+                request,
+                force,
+                reply,
+            } => {
+                let result = match self.manager.runtimes().inspect(&request.container).await {
+                    Ok(Some(info)) => {
+                        let source = request.source.to_string();
+                        let result = self.manager.quarantine(request, &info, force).await;
+                        if let Ok(record) = &result {
+                            info!(container = %info.id, %source, actor = %record.actor, state = %record.state, "container quarantined on request");
+                            let _unheard = self.enforced.send(Enforced {
+                                record: record.clone(),
+                                since_start_event: None,
+                            });
+                        }
+                        result
+                    }
+                    Ok(None) => Err(RuntimeError::NotFound {
+                        id: request.container,
+                    }
+                    .into()),
+                    Err(error) => Err(error.into()),
+                };
+                // The asker may have gone away; the quarantine stands either way.
+                let _unasked = reply.send(result);
+            }
+            Command::Release {
+                container,
+                actor,
+                reason,
+                exempt_for,
+                reply,
+            } => {
+                let result = self
+                    .manager
+                    .release(&container, &actor, &reason, exempt_for)
+                    .await;
+                if result.is_ok() {
+                    info!(%container, %actor, %reason, "quarantine released");
+                }
+                let _unasked = reply.send(result);
             }
         }
     }

@@ -3,10 +3,11 @@
 
 use std::process::Command;
 
-/// The busybox test image (built by the `lazaret-tests` crate; built here too when these tests
-/// run alone).
+/// A minimal busybox image (sh and sleep) for the agent's process tests, built when missing.
 pub fn ensure_test_image() -> &'static str {
-    let image = "lazaret-test/busybox:latest";
+    // Not the e2e suites' `lazaret-test/busybox`: that one has every applet, and must not be
+    // shadowed by this smaller image under the same name.
+    let image = "lazaret-test/agent-busybox:latest";
     let exists = Command::new("docker")
         .args(["image", "inspect", image])
         .output()

@@ -1,5 +1,6 @@
 //! End-to-end suites against real engines; shared helpers live in the `lazaret-tests` library.
 
+mod agent_crash;
 mod conformance;
 mod containerd;
 mod containerd_zoo;

@@ -14,8 +14,9 @@ use lazaret_agent::runtime::ContainerRuntime;
 use lazaret_agent::runtime::docker::DockerRuntime;
 use lazaret_core::ContainerId;
 use lazaret_tests::agent::DEFAULT_DOCKER_SOCKET;
-use lazaret_tests::command::{CommandOutput, run_checked, run_with_timeout};
+use lazaret_tests::command::{run_checked, run_with_timeout};
 use lazaret_tests::docker::docker_output;
+use lazaret_tests::inside::nft_as_container;
 use lazaret_tests::{BUSYBOX_IMAGE, NetNs, TestContainers, ensure_busybox_image, init_tracing};
 
 const HTTP_PORT: u16 = 8080;
@@ -99,43 +100,6 @@ fn host_ruleset() -> String {
         .filter(|line| !line.contains("dport"))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Runs `nft <args>` in `container`'s network namespace with exactly the container's effective
-/// capabilities (as its own processes have them): what a process inside could do to the cut,
-/// without needing an nft binary in the image.
-fn nft_as_container(containers: &TestContainers, container: &str, args: &[&str]) -> CommandOutput {
-    let pid = inspect_field(containers, container, "{{.State.Pid}}");
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let effective = status
-        .lines()
-        .find_map(|line| line.strip_prefix("CapEff:"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let decoded = run_checked(
-        Command::new("capsh").arg(format!("--decode={effective}")),
-        TOOL_TIMEOUT,
-    )
-    .unwrap();
-    // `0x…=cap_chown,cap_net_raw,…` → `-all,+chown,+net_raw,…`
-    let names = decoded.trim().split_once('=').map(|(_, names)| names);
-    let mut bounding = "-all".to_owned();
-    for name in names
-        .unwrap_or_default()
-        .split(',')
-        .filter(|name| !name.is_empty())
-    {
-        bounding.push_str(",+");
-        bounding.push_str(name.trim_start_matches("cap_"));
-    }
-    let mut command = Command::new("nsenter");
-    command
-        .arg(format!("--net=/proc/{pid}/ns/net"))
-        .args(["--", "setpriv", "--bounding-set", &bounding, "--", "nft"])
-        .args(args)
-        .env("LC_ALL", "C");
-    run_with_timeout(&mut command, TOOL_TIMEOUT).unwrap()
 }
 
 async fn status(handle: &NetnsHandle) -> CutStatus {

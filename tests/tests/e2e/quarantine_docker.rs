@@ -1,13 +1,18 @@
-//! What a quarantine looks like from the network and from the engine on real Docker: after
-//! `[network-cut, pause]` a second container cannot reach the target while the target's own
-//! loopback still accepts connections, and a release brings the probe back; `kill` leaves it
-//! exited 137; audit-only leaves it running with the would-have record. Generous deadlines, no
-//! timing asserts.
+//! What a quarantine looks like from the network and from the engine on real Docker: a
+//! violating container started under an in-process agent is quarantined at its start (the fast
+//! path), after `[network-cut, pause]` a second container cannot reach it while its own loopback
+//! still accepts connections, a release through the agent brings the probe back and the
+//! exemption keeps it released through later re-checks; a namespace shared with
+//! `--network container:` is cut only with `scope: pod`; `kill` leaves a container exited 137;
+//! audit-only leaves it running with the would-have record. Generous deadlines, no timing
+//! asserts.
 
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lazaret_agent::enforce::engine::Enforced;
+use lazaret_agent::enforce::netns::{self, CutStatus, NetnsHandle};
 use lazaret_agent::enforce::quarantine::{
     NetnsCutter, QuarantineConfig, QuarantineError, QuarantineManager, SystemClock,
 };
@@ -18,9 +23,10 @@ use lazaret_core::quarantine::{
     Action, DEFAULT_QUARANTINE_ACTIONS, QuarantineRequest, QuarantineSource, QuarantineState,
 };
 use lazaret_core::{ContainerId, ContainerInfo, ContainerState};
-use lazaret_tests::agent::DEFAULT_DOCKER_SOCKET;
+use lazaret_tests::agent::{DEFAULT_DOCKER_SOCKET, TestAgent};
 use lazaret_tests::command::run_with_timeout;
 use lazaret_tests::{BUSYBOX_IMAGE, TestContainers, ensure_busybox_image, init_tracing};
+use tokio::sync::broadcast;
 
 const HTTP_PORT: u16 = 8080;
 const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -119,8 +125,48 @@ fn wait_until_served(containers: &TestContainers, from: &str, address: &str) {
     }
 }
 
+/// This run's enforce-mode policies: `lazaret.e2e=violate` gets the default quarantine,
+/// `lazaret.e2e=pod` the same with `scope: pod`.
+fn policies(containers: &TestContainers) -> String {
+    let policy = |name: &str, value: &str, scope: &str| {
+        format!(
+            "apiVersion: lazaret.dev/v1\nkind: Policy\nname: {name}\nmode: enforce\nscope: {scope}\n\
+             match:\n  labels: {{lazaret.test: \"{run}\", lazaret.e2e: \"{value}\"}}\n\
+             rules:\n  - expr: 'container.labels[\"lazaret.e2e\"] == \"{value}\"'\n\
+             actions: [network-cut, pause]\n",
+            run = containers.run_id()
+        )
+    };
+    format!(
+        "{}---\n{}",
+        policy("e2e-violators", "violate", "container"),
+        policy("e2e-pods", "pod", "pod")
+    )
+}
+
+/// The next quarantine the agent carries out on `container`.
+async fn enforced_on(events: &mut broadcast::Receiver<Enforced>, container: &str) -> Enforced {
+    tokio::time::timeout(REACH_DEADLINE, async {
+        loop {
+            let event = events.recv().await.expect("the agent is running");
+            if event.record.container.as_str() == container {
+                return event;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no quarantine of {container} in {REACH_DEADLINE:?}"))
+}
+
+async fn cut_status(containers: &TestContainers, container: &str) -> CutStatus {
+    let sandbox = field(containers, container, "{{.NetworkSettings.SandboxKey}}");
+    netns::cut_status(&NetnsHandle::open(&sandbox).unwrap())
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cut_and_paused_container_is_unreachable_but_keeps_its_loopback_until_released() {
+async fn a_violating_container_is_quarantined_at_start_unreachable_until_released_then_exempt() {
     init_tracing();
     ensure_busybox_image(None).unwrap();
     let containers = TestContainers::new(None);
@@ -128,28 +174,47 @@ async fn a_cut_and_paused_container_is_unreachable_but_keeps_its_loopback_until_
         "mkdir -p /www && echo target > /www/index.html && exec httpd -f -p {HTTP_PORT} -h /www"
     );
     let target = containers
-        .run("probed", &[BUSYBOX_IMAGE, "sh", "-c", &script])
+        .create(
+            "probed",
+            &[
+                "--label",
+                "lazaret.e2e=violate",
+                BUSYBOX_IMAGE,
+                "sh",
+                "-c",
+                &script,
+            ],
+        )
         .unwrap();
     let prober = containers
         .run("prober", &[BUSYBOX_IMAGE, "sleep", "600"])
         .unwrap();
-    let address = field(&containers, &target, "{{.NetworkSettings.IPAddress}}");
     let prober_netns = field(&containers, &prober, "{{.NetworkSettings.SandboxKey}}");
-    wait_until_served(&containers, &prober, &address);
-
-    let mut setup = setup(false).await;
-    let info = inspect(&setup.runtime, &target).await;
-    let target_netns = info.netns_path.clone().expect("a sandbox key");
-    let record = setup
-        .manager
-        .quarantine(request(&info, &DEFAULT_QUARANTINE_ACTIONS), &info, false)
+    let state = tempfile::tempdir().unwrap();
+    let recheck = Duration::from_millis(500);
+    let agent = TestAgent::start_enforcing(state.path(), &policies(&containers), recheck)
         .await
         .unwrap();
-    assert_eq!(record.state, QuarantineState::Applied);
-    assert_eq!(
-        inspect(&setup.runtime, &target).await.state,
-        ContainerState::Paused
+    let mut enforced = agent.subscribe_enforced();
+    agent
+        .wait_for_inventory("the created target", |snapshot| {
+            snapshot.get(&ContainerId::new(target.as_str())).is_some()
+        })
+        .await
+        .unwrap();
+
+    // Judged at create, acted on at start: the fast path, no inspect in between.
+    containers.docker(&["start", &target]).unwrap();
+    let event = enforced_on(&mut enforced, &target).await;
+    assert_eq!(event.record.state, QuarantineState::Applied);
+    assert!(
+        event.since_start_event.is_some(),
+        "not the fast path: {event:?}"
     );
+    assert_eq!(field(&containers, &target, "{{.State.Status}}"), "paused");
+    assert_eq!(cut_status(&containers, &target).await, CutStatus::Intact);
+    let address = field(&containers, &target, "{{.NetworkSettings.IPAddress}}");
+    let target_netns = field(&containers, &target, "{{.NetworkSettings.SandboxKey}}");
     assert_eq!(fetch(&containers, &prober, &address), None);
     assert!(
         !connects(&prober_netns, &address),
@@ -159,18 +224,110 @@ async fn a_cut_and_paused_container_is_unreachable_but_keeps_its_loopback_until_
         connects(&target_netns, "127.0.0.1"),
         "the target's own loopback was cut"
     );
+    assert_eq!(field(&containers, &prober, "{{.State.Status}}"), "running");
 
-    setup
-        .manager
-        .release(&info.id, "CN=e2e", "test over", Duration::from_secs(600))
+    let id = ContainerId::new(target.as_str());
+    agent
+        .enforcer()
+        .release(id.clone(), "CN=e2e", "test over", Duration::from_secs(600))
         .await
         .unwrap();
-    assert_eq!(
-        inspect(&setup.runtime, &target).await.state,
-        ContainerState::Running
-    );
+    assert_eq!(field(&containers, &target, "{{.State.Status}}"), "running");
     wait_until_served(&containers, &prober, &address);
-    setup.store.verify_audit(None).unwrap().unwrap();
+    // Re-checks and the release's own events come and go: the exemption keeps it released.
+    tokio::time::sleep(recheck * 4).await;
+    assert_eq!(field(&containers, &target, "{{.State.Status}}"), "running");
+    assert_eq!(cut_status(&containers, &target).await, CutStatus::Absent);
+    agent.stop().await;
+
+    let store = Store::open(state.path(), Durability::Process).unwrap();
+    assert_eq!(
+        store.quarantine(&id).unwrap().unwrap().state,
+        QuarantineState::Released
+    );
+    store.verify_audit(None).unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_namespace_is_cut_only_when_the_policy_says_scope_pod() {
+    init_tracing();
+    ensure_busybox_image(None).unwrap();
+    let containers = TestContainers::new(None);
+    let owner = containers
+        .run("pod-owner", &[BUSYBOX_IMAGE, "sleep", "600"])
+        .unwrap();
+    let joined = format!("container:{owner}");
+    let state = tempfile::tempdir().unwrap();
+    let agent = TestAgent::start_enforcing(
+        state.path(),
+        &policies(&containers),
+        Duration::from_millis(500),
+    )
+    .await
+    .unwrap();
+    let mut enforced = agent.subscribe_enforced();
+
+    // Container scope: the sidecar is paused, the namespace it shares is left alone.
+    let sidecar = containers
+        .run(
+            "sidecar",
+            &[
+                "--network",
+                &joined,
+                "--label",
+                "lazaret.e2e=violate",
+                BUSYBOX_IMAGE,
+                "sleep",
+                "600",
+            ],
+        )
+        .unwrap();
+    let event = enforced_on(&mut enforced, &sidecar).await;
+    assert_eq!(event.record.state, QuarantineState::Applied);
+    assert_eq!(field(&containers, &sidecar, "{{.State.Status}}"), "paused");
+    assert_eq!(cut_status(&containers, &owner).await, CutStatus::Absent);
+
+    // Pod scope: the owner's namespace, the whole pod's, is cut; released with the quarantine.
+    let member = containers
+        .run(
+            "member",
+            &[
+                "--network",
+                &joined,
+                "--label",
+                "lazaret.e2e=pod",
+                BUSYBOX_IMAGE,
+                "sleep",
+                "600",
+            ],
+        )
+        .unwrap();
+    let event = enforced_on(&mut enforced, &member).await;
+    assert_eq!(event.record.state, QuarantineState::Applied);
+    assert_eq!(field(&containers, &member, "{{.State.Status}}"), "paused");
+    assert_eq!(cut_status(&containers, &owner).await, CutStatus::Intact);
+    assert_eq!(field(&containers, &owner, "{{.State.Status}}"), "running");
+    agent
+        .enforcer()
+        .release(
+            ContainerId::new(member.as_str()),
+            "CN=e2e",
+            "test over",
+            Duration::from_secs(600),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cut_status(&containers, &owner).await, CutStatus::Absent);
+    agent.stop().await;
+
+    let store = Store::open(state.path(), Durability::Process).unwrap();
+    let audit = store.audit_records(1, 10_000).unwrap();
+    assert!(
+        audit.iter().any(|record| record.target == sidecar
+            && record.action == "enforcement-gap"
+            && record.outcome.contains("shares the network namespace")),
+        "{audit:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
