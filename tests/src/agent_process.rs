@@ -8,11 +8,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use lazaret_agent::store::{Durability, Store};
+use lazaret_core::audit::AuditRecord;
 
-use crate::daemon::DaemonProcess;
+use crate::daemon::{DaemonProcess, POLL_INTERVAL};
 
 /// Bound on reaping a killed agent.
 const REAP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -86,6 +88,36 @@ impl AgentProcess {
         self.spawn()
     }
 
+    /// Polls `done` until it holds; after `timeout` fails with `what` and the agent's log tail.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut done: impl FnMut() -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while !done() {
+            if Instant::now() >= deadline {
+                bail!(
+                    "{what}: not after {timeout:?}; agent log tail:\n{}",
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        Ok(())
+    }
+
+    /// The audit trail in the state directory, after checking its chain verifies. The agent must
+    /// not be running (the store is opened here).
+    pub fn verified_audit(&self) -> anyhow::Result<Vec<AuditRecord>> {
+        let store = Store::open(&self.state_dir(), Durability::Process)?;
+        store
+            .verify_audit(None)?
+            .map_err(|broken| anyhow::anyhow!("the audit chain does not verify: {broken:?}"))?;
+        Ok(store.audit_records(1, usize::MAX)?)
+    }
+
     /// The current run's last log lines, for failure messages.
     pub fn log_tail(&self) -> String {
         self.daemon.log_tail()
@@ -109,4 +141,20 @@ impl Drop for AgentProcess {
             tracing::warn!(error = %format!("{error:#}"), "cannot kill the agent process");
         }
     }
+}
+
+/// Whether `audit` holds a record on `target` with `action` whose outcome contains `outcome`.
+pub fn has_audit_record(audit: &[AuditRecord], target: &str, action: &str, outcome: &str) -> bool {
+    audit.iter().any(|record| {
+        record.target == target && record.action == action && record.outcome.contains(outcome)
+    })
+}
+
+/// One line per record (`target action outcome`), for failure messages.
+pub fn describe_audit(audit: &[AuditRecord]) -> String {
+    audit
+        .iter()
+        .map(|record| format!("{} {} {}", record.target, record.action, record.outcome))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

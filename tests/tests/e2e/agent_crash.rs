@@ -12,19 +12,15 @@
 //!
 //! Deadlines are generous; nothing here measures time.
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lazaret_agent::enforce::netns::{self, CutStatus, NetnsHandle, TABLE_NAME};
-use lazaret_agent::store::{Durability, Store};
-use lazaret_core::audit::AuditRecord;
-use lazaret_tests::agent_process::AgentProcess;
+use lazaret_tests::agent_process::{AgentProcess, describe_audit, has_audit_record};
 use lazaret_tests::inside::nft_as_container;
 use lazaret_tests::{BUSYBOX_IMAGE, TestContainers, ensure_busybox_image, init_tracing};
 
 /// How long the agent may take to bring a container to the wanted state.
 const DEADLINE: Duration = Duration::from_secs(60);
-const POLL: Duration = Duration::from_millis(200);
 const SLEEPER: [&str; 3] = [BUSYBOX_IMAGE, "sleep", "600"];
 
 /// Docker only, re-checks every second.
@@ -68,51 +64,18 @@ fn field(containers: &TestContainers, container: &str, template: &str) -> String
         .unwrap()
 }
 
-fn wait_for(what: &str, agent: &AgentProcess, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not after {DEADLINE:?}; agent log tail:\n{}",
-            agent.log_tail()
-        );
-        std::thread::sleep(POLL);
-    }
-}
-
 fn wait_for_state(containers: &TestContainers, container: &str, state: &str, agent: &AgentProcess) {
-    wait_for(&format!("{container} {state}"), agent, || {
-        field(containers, container, "{{.State.Status}}") == state
-    });
+    agent
+        .wait_for(&format!("{container} {state}"), DEADLINE, || {
+            field(containers, container, "{{.State.Status}}") == state
+        })
+        .unwrap();
 }
 
 async fn cut_status(containers: &TestContainers, container: &str) -> CutStatus {
     let sandbox = field(containers, container, "{{.NetworkSettings.SandboxKey}}");
     let handle = NetnsHandle::open(&sandbox).unwrap();
     netns::cut_status(&handle).await.unwrap()
-}
-
-fn audit_of(state_dir: &Path) -> Vec<AuditRecord> {
-    let store = Store::open(state_dir, Durability::Process).unwrap();
-    store
-        .verify_audit(None)
-        .unwrap()
-        .expect("the audit chain verifies");
-    store.audit_records(1, 100_000).unwrap()
-}
-
-fn has_record(audit: &[AuditRecord], target: &str, action: &str, outcome: &str) -> bool {
-    audit.iter().any(|record| {
-        record.target == target && record.action == action && record.outcome.contains(outcome)
-    })
-}
-
-fn describe(audit: &[AuditRecord]) -> String {
-    audit
-        .iter()
-        .map(|record| format!("{} {} {}", record.target, record.action, record.outcome))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,11 +131,13 @@ async fn three_quarantines_hold_across_an_agent_crash_and_tampering_of_each_kind
         .status()
         .unwrap();
     assert!(killed.success());
-    wait_for("the restart-always container restarted", &agent, || {
-        field(&containers, &restarted, "{{.RestartCount}}") != "0"
-            && field(&containers, &restarted, "{{.State.Status}}") == "running"
-            && field(&containers, &restarted, "{{.State.Pid}}") != first_pid
-    });
+    agent
+        .wait_for("the restart-always container restarted", DEADLINE, || {
+            field(&containers, &restarted, "{{.RestartCount}}") != "0"
+                && field(&containers, &restarted, "{{.State.Status}}") == "running"
+                && field(&containers, &restarted, "{{.State.Pid}}") != first_pid
+        })
+        .unwrap();
     assert_eq!(cut_status(&containers, &restarted).await, CutStatus::Absent);
     let deleted = nft_as_container(
         &containers,
@@ -185,9 +150,11 @@ async fn three_quarantines_hold_across_an_agent_crash_and_tampering_of_each_kind
     agent.restart().unwrap();
     for container in quarantined {
         wait_for_state(&containers, container, "paused", &agent);
-        wait_for(&format!("{container} cut again"), &agent, || {
-            futures::executor::block_on(cut_status(&containers, container)) == CutStatus::Intact
-        });
+        agent
+            .wait_for(&format!("{container} cut again"), DEADLINE, || {
+                futures::executor::block_on(cut_status(&containers, container)) == CutStatus::Intact
+            })
+            .unwrap();
     }
     assert_eq!(
         field(&containers, &bystander, "{{.State.Status}}"),
@@ -195,18 +162,18 @@ async fn three_quarantines_hold_across_an_agent_crash_and_tampering_of_each_kind
     );
     agent.kill().unwrap();
 
-    let audit = audit_of(&agent.state_dir());
+    let audit = agent.verified_audit().unwrap();
     for container in quarantined {
         assert!(
-            has_record(&audit, container, "tamper", ""),
+            has_audit_record(&audit, container, "tamper", ""),
             "no tamper record for {container}:\n{}",
-            describe(&audit)
+            describe_audit(&audit)
         );
     }
     assert!(
-        has_record(&audit, &net_admin, "quarantine", "pause added"),
+        has_audit_record(&audit, &net_admin, "quarantine", "pause added"),
         "{}",
-        describe(&audit)
+        describe_audit(&audit)
     );
     assert!(audit.iter().all(|record| record.target != bystander));
 }
@@ -243,9 +210,11 @@ async fn policy_changes_protected_containers_and_the_blast_radius_through_the_ag
         })
         .collect();
     let mut agent = AgentProcess::start(dir.path(), &config, &policy_dir).unwrap();
-    wait_for("the audit-mode policies loaded", &agent, || {
-        agent.log().contains("enforcement running")
-    });
+    agent
+        .wait_for("the audit-mode policies loaded", DEADLINE, || {
+            agent.log().contains("enforcement running")
+        })
+        .unwrap();
 
     // A broken edit is rejected; the audit-mode set stays in force.
     std::fs::write(
@@ -253,9 +222,11 @@ async fn policy_changes_protected_containers_and_the_blast_radius_through_the_ag
         "apiVersion: lazaret.dev/v1\nkind: Policy\nname: [\n",
     )
     .unwrap();
-    wait_for("the broken edit rejected", &agent, || {
-        agent.log().contains("policy change rejected")
-    });
+    agent
+        .wait_for("the broken edit rejected", DEADLINE, || {
+            agent.log().contains("policy change rejected")
+        })
+        .unwrap();
     for container in budget.iter().chain([&labelled, &listed]) {
         assert_eq!(
             field(&containers, container, "{{.State.Status}}"),
@@ -266,16 +237,20 @@ async fn policy_changes_protected_containers_and_the_blast_radius_through_the_ag
     // Switched to enforce: two of the three unprotected containers are quarantined, the third
     // trips the budget; the protected ones are refused.
     std::fs::write(&policy_file, policies(containers.run_id(), "enforce")).unwrap();
-    wait_for("two quarantines", &agent, || {
-        budget
-            .iter()
-            .filter(|container| field(&containers, container, "{{.State.Status}}") == "paused")
-            .count()
-            == 2
-    });
-    wait_for("the ALERT", &agent, || {
-        agent.log().contains("ALERT: quarantine refused")
-    });
+    agent
+        .wait_for("two quarantines", DEADLINE, || {
+            budget
+                .iter()
+                .filter(|container| field(&containers, container, "{{.State.Status}}") == "paused")
+                .count()
+                == 2
+        })
+        .unwrap();
+    agent
+        .wait_for("the ALERT", DEADLINE, || {
+            agent.log().contains("ALERT: quarantine refused")
+        })
+        .unwrap();
     agent.kill().unwrap();
     let running: Vec<&String> = budget
         .iter()
@@ -289,24 +264,24 @@ async fn policy_changes_protected_containers_and_the_blast_radius_through_the_ag
         );
     }
 
-    let audit = audit_of(&agent.state_dir());
+    let audit = agent.verified_audit().unwrap();
     assert!(
-        has_record(
+        has_audit_record(
             &audit,
             running[0],
             "quarantine",
             "alert: blast radius exceeded"
         ),
         "{}",
-        describe(&audit)
+        describe_audit(&audit)
     );
-    assert!(has_record(
+    assert!(has_audit_record(
         &audit,
         &labelled,
         "quarantine",
         "refused: protected (label"
     ));
-    assert!(has_record(
+    assert!(has_audit_record(
         &audit,
         &listed,
         "quarantine",
