@@ -2,9 +2,12 @@
 //! `cargo run --release -p lazaret-benches --bin lazaret-scenarios -- --out bench-results`
 //!
 //! Scenarios: (1) `docker create` → the container is in the agent's inventory with findings,
-//! side by side with the raw create call; (2) the agent process's RSS with N containers on the
-//! host, and its CPU while idle. Every container it makes carries the test label and is removed
-//! at the end.
+//! side by side with the raw create call; (2) a start event → the container enforced (network
+//! cut and paused) by the fast path, side by side with a start event → the raw pause call
+//! returned, interleaved in the same run, with the store write that precedes every action on
+//! its own line; (3) the network cut and its restore in a container's namespace; (4) the agent
+//! process's RSS with N containers on the host, and its CPU while idle. Every container it makes
+//! carries the test label and is removed at the end.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -18,11 +21,18 @@ use bollard::query_parameters::{
     CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
 };
 use clap::Parser;
+use futures::StreamExt;
 use lazaret_agent::app;
+use lazaret_agent::config::RawConfig;
+use lazaret_agent::enforce::netns::{self, NetnsHandle};
 use lazaret_agent::runtime::docker::DockerRuntime;
+use lazaret_agent::runtime::{ContainerRuntime, EventKind, RuntimeEvent, RuntimeResult};
+use lazaret_agent::store::{Durability, Store};
 use lazaret_agent::watcher::Backoff;
 use lazaret_benches::{Measurement, summarize};
 use lazaret_core::ContainerId;
+use lazaret_core::policy::{PolicySet, PolicySource};
+use lazaret_core::quarantine::QuarantineState;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -30,6 +40,12 @@ struct Args {
     /// Containers created for the create → inventory latency.
     #[arg(long, default_value_t = 100)]
     containers: usize,
+    /// Containers started for the start → enforced latency (and as many for the raw pause).
+    #[arg(long, default_value_t = 50)]
+    enforced: usize,
+    /// Cut + restore rounds for the network cut latency.
+    #[arg(long, default_value_t = 50)]
+    cuts: usize,
     /// Containers present while the agent's memory is measured.
     #[arg(long, default_value_t = 200)]
     rss_containers: usize,
@@ -82,18 +98,32 @@ async fn run_all(
     run_label: &str,
 ) -> anyhow::Result<Vec<Measurement>> {
     let mut measurements = vec![create_to_inventory(docker, run_label, args.containers).await?];
+    measurements.extend(start_to_enforced(docker, run_label, args.enforced).await?);
+    measurements.extend(cut_and_restore(docker, run_label, args.cuts).await?);
     measurements.extend(agent_process_footprint(args, docker, run_label).await?);
     Ok(measurements)
 }
 
 async fn create_container(docker: &Docker, run_label: &str, name: &str) -> anyhow::Result<String> {
+    create_labelled(docker, run_label, name, &[]).await
+}
+
+/// A sleeping busybox container with the run's label and `labels`.
+async fn create_labelled(
+    docker: &Docker,
+    run_label: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> anyhow::Result<String> {
+    let mut all_labels =
+        HashMap::from([(lazaret_tests::TEST_LABEL.to_string(), run_label.to_string())]);
+    for (key, value) in labels {
+        all_labels.insert(key.to_string(), value.to_string());
+    }
     let body = ContainerCreateBody {
         image: Some(lazaret_tests::BUSYBOX_IMAGE.to_string()),
         cmd: Some(vec!["sleep".into(), "3600".into()]),
-        labels: Some(HashMap::from([(
-            lazaret_tests::TEST_LABEL.to_string(),
-            run_label.to_string(),
-        )])),
+        labels: Some(all_labels),
         ..Default::default()
     };
     let options = CreateContainerOptions {
@@ -159,6 +189,196 @@ async fn create_to_inventory(
         value: serde_json::to_value(&measured)?,
         floor: Some(floor),
     })
+}
+
+/// The enforce-mode policy of the start → enforced scenario.
+const BENCH_POLICY: &str = r#"
+apiVersion: lazaret.dev/v1
+kind: Policy
+name: bench-violators
+mode: enforce
+match:
+  labels: {lazaret.bench: violate}
+rules:
+  - expr: 'container.labels["lazaret.bench"] == "violate"'
+actions: [network-cut, pause]
+"#;
+
+/// The next `Started` event of `id` on `events`.
+async fn started_event(
+    events: &mut (impl futures::Stream<Item = RuntimeResult<RuntimeEvent>> + Unpin),
+    id: &str,
+) -> anyhow::Result<Instant> {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .context("no start event within 10 s")?
+            .context("event stream ended")??;
+        if event.kind == EventKind::Started && event.id.as_str() == id {
+            return Ok(Instant::now());
+        }
+    }
+}
+
+/// Start event → enforced (cut + paused) by the agent's fast path, interleaved with start event
+/// → the raw pause call returned; and the store write that precedes every action.
+async fn start_to_enforced(
+    docker: &Docker,
+    run_label: &str,
+    count: usize,
+) -> anyhow::Result<Vec<Measurement>> {
+    let state = tempfile::tempdir()?;
+    let mut raw = RawConfig::default();
+    raw.metrics.listen = String::new();
+    raw.containerd.enabled = Some(false);
+    raw.state.dir = state.path().to_path_buf();
+    raw.enforcement.blast_radius_per_minute = count * 2;
+    let config = raw.validate()?;
+    let policies = PolicySet::load(&[PolicySource::new("bench.yaml", BENCH_POLICY)])?;
+    let shutdown = CancellationToken::new();
+    let runtime = Arc::new(DockerRuntime::new(DOCKER_SOCKET));
+    runtime.connect().await?;
+    let agent = app::start(
+        &config,
+        vec![runtime.clone()],
+        Some(policies),
+        shutdown.clone(),
+    )
+    .await?;
+    let mut enforced = agent.subscribe_enforced().context("enforcement runs")?;
+    let mut status = agent.runtime_status[0].1.clone();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        status.wait_for(|status| status.connected),
+    )
+    .await??;
+    let since = chrono::Utc::now().timestamp() - 1;
+    let mut events = runtime.events(since);
+    let mut fast_path = Vec::with_capacity(count);
+    let mut raw_pause = Vec::with_capacity(count);
+    for index in 0..count {
+        // The raw call: read the start event, pause, until the call returns.
+        let baseline =
+            create_container(docker, run_label, &format!("{run_label}-pause-{index}")).await?;
+        docker.start_container(&baseline, None).await?;
+        let received = started_event(&mut events, &baseline).await?;
+        runtime.pause(&ContainerId::new(baseline.as_str())).await?;
+        raw_pause.push(received.elapsed());
+
+        // The agent: judged at create, enforced from the start event.
+        let violating = create_labelled(
+            docker,
+            run_label,
+            &format!("{run_label}-enforced-{index}"),
+            &[("lazaret.bench", "violate")],
+        )
+        .await?;
+        let id = ContainerId::new(violating.as_str());
+        let mut snapshots = agent.inventory.snapshots.clone();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            snapshots.wait_for(|snapshot| snapshot.get(&id).is_some()),
+        )
+        .await
+        .context("the created container never reached the inventory")??;
+        docker.start_container(&violating, None).await?;
+        let event = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let event = enforced.recv().await?;
+                if event.record.container == id {
+                    return anyhow::Ok(event);
+                }
+            }
+        })
+        .await
+        .context("not enforced within 10 s")??;
+        if event.record.state != QuarantineState::Applied {
+            bail!("quarantine of {id} ended {}", event.record.state);
+        }
+        fast_path.push(
+            event
+                .since_start_event
+                .context("enforced by the slow path: the fast path missed the start")?,
+        );
+    }
+    shutdown.cancel();
+    agent.drain().await;
+
+    // The write that precedes every action, on the same kind of store.
+    let store = Store::open(state.path(), Durability::Process)?;
+    let mut writes = Vec::with_capacity(count * 4);
+    let template = store
+        .quarantines()?
+        .records
+        .into_iter()
+        .next()
+        .context("no quarantine stored")?;
+    for index in 0..count * 4 {
+        let mut record = template.clone();
+        record.container = ContainerId::new(format!("bench-write-{index}"));
+        let started = Instant::now();
+        store.put_quarantine(&record)?;
+        writes.push(started.elapsed());
+    }
+
+    let measured = summarize(&fast_path).context("no samples")?;
+    let floor = summarize(&raw_pause).context("no samples")?;
+    let write = summarize(&writes).context("no samples")?;
+    Ok(vec![
+        Measurement {
+            metric: "start event -> enforced (cut + pause), fast path".into(),
+            goal: "p50 <= 1.15x raw pause, p99 <= 40 ms".into(),
+            ratio_p50: Some(measured.p50_ms / floor.p50_ms),
+            value: serde_json::to_value(&measured)?,
+            floor: Some(floor),
+        },
+        Measurement {
+            metric: "  of which: store write before acting".into(),
+            goal: "(reported)".into(),
+            value: serde_json::to_value(&write)?,
+            floor: None,
+            ratio_p50: None,
+        },
+    ])
+}
+
+/// The network cut and its restore in one container's namespace, `rounds` times.
+async fn cut_and_restore(
+    docker: &Docker,
+    run_label: &str,
+    rounds: usize,
+) -> anyhow::Result<Vec<Measurement>> {
+    let id = create_container(docker, run_label, &format!("{run_label}-cut")).await?;
+    docker.start_container(&id, None).await?;
+    let inspected = docker.inspect_container(&id, None).await?;
+    let sandbox = inspected
+        .network_settings
+        .and_then(|network| network.sandbox_key)
+        .context("no sandbox key")?;
+    let handle = NetnsHandle::open(&sandbox)?;
+    let mut cuts = Vec::with_capacity(rounds);
+    let mut restores = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let started = Instant::now();
+        netns::cut(&handle).await?;
+        cuts.push(started.elapsed());
+        let started = Instant::now();
+        netns::restore(&handle).await?;
+        restores.push(started.elapsed());
+    }
+    let measurement = |metric: &str, samples: &[Duration]| -> anyhow::Result<Measurement> {
+        Ok(Measurement {
+            metric: metric.into(),
+            goal: "(reported)".into(),
+            value: serde_json::to_value(summarize(samples).context("no samples")?)?,
+            floor: None,
+            ratio_p50: None,
+        })
+    };
+    Ok(vec![
+        measurement("network cut (nft table added in the netns)", &cuts)?,
+        measurement("network restore (table removed)", &restores)?,
+    ])
 }
 
 fn process_rss_kib(pid: u32) -> anyhow::Result<u64> {

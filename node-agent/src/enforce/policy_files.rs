@@ -63,16 +63,8 @@ fn read(dirs: &[PathBuf]) -> Result<Vec<PolicySource>, String> {
 mod tests {
     use super::*;
 
-    const GOOD: &str = r#"
-apiVersion: lazaret.dev/v1
-kind: Policy
-name: no-sys-admin
-mode: enforce
-rules:
-  - check: "5.4"
-    capabilities: [SYS_ADMIN]
-actions: [pause]
-"#;
+    const GOOD: &str = "apiVersion: lazaret.dev/v1\nkind: Policy\nname: no-sys-admin\n\
+                        rules: [{check: privileged}]\nactions: [pause]\n";
 
     fn names(set: &PolicySet) -> Vec<String> {
         set.policies

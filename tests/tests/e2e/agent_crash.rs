@@ -12,6 +12,7 @@
 //!
 //! Deadlines are generous; nothing here measures time.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use lazaret_agent::enforce::netns::{self, CutStatus, NetnsHandle, TABLE_NAME};
@@ -58,6 +59,16 @@ fn sleeper_with<'a>(options: &[&'a str]) -> Vec<&'a str> {
     [options, &SLEEPER[..]].concat()
 }
 
+/// A directory with this run's policies in `mode` (one file, returned too) for the agent.
+fn policy_dir(containers: &TestContainers, mode: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let policy_dir = dir.path().join("policies");
+    std::fs::create_dir(&policy_dir).unwrap();
+    let policy_file = policy_dir.join("e2e.yaml");
+    std::fs::write(&policy_file, policies(containers.run_id(), mode)).unwrap();
+    (dir, policy_dir, policy_file)
+}
+
 fn field(containers: &TestContainers, container: &str, template: &str) -> String {
     containers
         .docker(&["inspect", "--format", template, container])
@@ -83,14 +94,7 @@ async fn three_quarantines_hold_across_an_agent_crash_and_tampering_of_each_kind
     init_tracing();
     ensure_busybox_image(None).unwrap();
     let containers = TestContainers::new(None);
-    let dir = tempfile::tempdir().unwrap();
-    let policy_dir = dir.path().join("policies");
-    std::fs::create_dir(&policy_dir).unwrap();
-    std::fs::write(
-        policy_dir.join("e2e.yaml"),
-        policies(containers.run_id(), "enforce"),
-    )
-    .unwrap();
+    let (dir, policy_dir, _) = policy_dir(&containers, "enforce");
     let mut agent = AgentProcess::start(dir.path(), CONFIG, &policy_dir).unwrap();
 
     let unpaused = containers
@@ -183,11 +187,7 @@ async fn policy_changes_protected_containers_and_the_blast_radius_through_the_ag
     init_tracing();
     ensure_busybox_image(None).unwrap();
     let containers = TestContainers::new(None);
-    let dir = tempfile::tempdir().unwrap();
-    let policy_dir = dir.path().join("policies");
-    std::fs::create_dir(&policy_dir).unwrap();
-    let policy_file = policy_dir.join("e2e.yaml");
-    std::fs::write(&policy_file, policies(containers.run_id(), "audit")).unwrap();
+    let (dir, policy_dir, policy_file) = policy_dir(&containers, "audit");
     let listed = containers.container_name("listed");
     let config = format!("{CONFIG}blast_radius_per_minute = 2\nprotected = [\"{listed}\"]\n");
 

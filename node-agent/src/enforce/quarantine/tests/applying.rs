@@ -118,15 +118,7 @@ async fn host_network_skips_the_cut_as_a_gap_and_still_pauses() {
     info.host_namespaces.network = Some(true);
     info.netns_path = Some("/var/run/docker/netns/default".into());
     harness.runtime.upsert(info.clone());
-    let record = harness
-        .manager
-        .quarantine(
-            request("hostnet", &DEFAULT_QUARANTINE_ACTIONS, policy()),
-            &info,
-            false,
-        )
-        .await
-        .unwrap();
+    let record = harness.quarantine_by_policy(&info).await;
     assert_eq!(record.state, QuarantineState::Applied);
     assert!(
         harness.cutter.calls().is_empty(),
@@ -330,15 +322,7 @@ async fn a_shared_namespace_is_cut_only_with_pod_scope() {
     let mut harness = harness();
     harness.container("pod-owner");
     let info = joined(&harness, "sidecar", "pod-owner");
-    let record = harness
-        .manager
-        .quarantine(
-            request("sidecar", &DEFAULT_QUARANTINE_ACTIONS, policy()),
-            &info,
-            false,
-        )
-        .await
-        .unwrap();
+    let record = harness.quarantine_by_policy(&info).await;
     // Container scope: the pod's namespace is left alone, the pause still holds.
     assert_eq!(record.state, QuarantineState::Applied);
     assert!(

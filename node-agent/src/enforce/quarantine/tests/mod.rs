@@ -86,15 +86,14 @@ impl Harness {
     /// A running container `name`, quarantined by a policy with the default actions.
     async fn quarantined(&mut self, name: &str) -> ContainerInfo {
         let info = self.container(name);
-        self.manager
-            .quarantine(
-                request(name, &DEFAULT_QUARANTINE_ACTIONS, policy()),
-                &info,
-                false,
-            )
-            .await
-            .unwrap();
+        self.quarantine_by_policy(&info).await;
         info
+    }
+
+    /// Quarantines `info`'s container by a policy with the default actions.
+    async fn quarantine_by_policy(&mut self, info: &ContainerInfo) -> QuarantineRecord {
+        let ask = request(info.id.as_str(), &DEFAULT_QUARANTINE_ACTIONS, policy());
+        self.manager.quarantine(ask, info, false).await.unwrap()
     }
 
     fn current(&self, name: &str) -> ContainerInfo {
