@@ -8,7 +8,8 @@
 //!   inspect (so a stale view never reads as tampering); any other container that is running (or
 //!   paused) is judged with its posture findings, and when the verdict names an enforce-mode
 //!   policy with actions the container is quarantined with `source = policy:<name>`,
-//!   `actor = agent`. A container that left the inventory has its quarantine marked `gone`.
+//!   `actor = agent`. Policies the container is exempt from (released earlier) are skipped by
+//!   the judge, so another policy it breaks still decides. A container that left the inventory has its quarantine marked `gone`.
 //! - **Fast path** (DESIGN.md §2): a *created* container is judged at once and the quarantine it
 //!   deserves is kept ready. When its [`StartSignal`] arrives (the watcher sends it before it
 //!   inspects), the quarantine is carried out from that verdict without another inspect: the
@@ -44,7 +45,7 @@ use std::time::Duration;
 
 use lazaret_core::policy::{self, JudgeInput, NoIndicators, PolicySet};
 use lazaret_core::quarantine::{
-    QuarantineRecord, QuarantineRequest, QuarantineSource, QuarantineState,
+    ExemptionSet, QuarantineRecord, QuarantineRequest, QuarantineSource, QuarantineState,
 };
 use lazaret_core::{ContainerId, ContainerInfo, ContainerState};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -421,8 +422,17 @@ impl Enforcer {
             self.seen.insert(id.clone(), entry.clone());
             changed.push(entry.clone());
         }
-        for entry in changed {
-            self.handle(&entry).await;
+        if !changed.is_empty() {
+            let exemptions = match self.manager.exemptions_now().await {
+                Ok(exemptions) => exemptions,
+                Err(error) => {
+                    error!(%error, "cannot read exemptions; judging without them");
+                    (ExemptionSet::default(), 0)
+                }
+            };
+            for entry in changed {
+                self.handle(&entry, &exemptions).await;
+            }
         }
         let gone: Vec<ContainerId> = self
             .seen
@@ -470,7 +480,7 @@ impl Enforcer {
         }
     }
 
-    async fn handle(&mut self, entry: &InventoryEntry) {
+    async fn handle(&mut self, entry: &InventoryEntry, exemptions: &(ExemptionSet, i64)) {
         let info = &entry.info;
         match self.manager.in_force(&info.id).await {
             Ok(Some(_)) => {
@@ -487,7 +497,7 @@ impl Enforcer {
         match info.state {
             ContainerState::Created => {
                 // Judged now, acted on at its start (the fast path).
-                match self.request_for(entry) {
+                match self.request_for(entry, exemptions) {
                     Some(request) => {
                         let prejudged = Prejudged {
                             request,
@@ -502,7 +512,7 @@ impl Enforcer {
             }
             ContainerState::Running | ContainerState::Paused => {
                 self.prejudged.remove(&info.id);
-                if let Some(request) = self.request_for(entry) {
+                if let Some(request) = self.request_for(entry, exemptions) {
                     let policy = request.source.to_string();
                     let result = self.manager.quarantine(request, info, false).await;
                     self.report(&info.id, &policy, result, None);
@@ -515,16 +525,23 @@ impl Enforcer {
         }
     }
 
-    /// The quarantine `entry`'s container deserves under the policies in force, if any.
-    fn request_for(&self, entry: &InventoryEntry) -> Option<QuarantineRequest> {
+    /// The quarantine `entry`'s container deserves under the policies in force, if any. A
+    /// policy the container is exempt from (released earlier) does not decide, so another
+    /// enforce-mode policy it also breaks still can.
+    fn request_for(
+        &self,
+        entry: &InventoryEntry,
+        (exemptions, now): &(ExemptionSet, i64),
+    ) -> Option<QuarantineRequest> {
         let info = &entry.info;
+        let is_exempt = |policy: &str| exemptions.is_exempt(&info.id, policy, *now);
         let verdict = policy::judge(
             &self.policies,
             &JudgeInput {
                 container: info,
                 posture: &entry.findings,
                 indicators: &NoIndicators,
-                is_exempt: &|_| false,
+                is_exempt: &is_exempt,
             },
         );
         for would in &verdict.would_have {

@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use lazaret_core::audit::AuditEntry;
 use lazaret_core::quarantine::{
-    self as core_quarantine, Action, Exemption, QuarantineEvent, QuarantineRecord,
+    self as core_quarantine, Action, Exemption, ExemptionSet, QuarantineEvent, QuarantineRecord,
     QuarantineRequest, QuarantineSource, QuarantineState, TransitionError,
 };
 use lazaret_core::{ContainerId, ContainerInfo};
@@ -339,6 +339,14 @@ impl QuarantineManager {
         );
         audited?;
         self.conclude(record, outcomes).await
+    }
+
+    /// Every exemption stored, and the manager's clock now: for the judge, so a policy a container
+    /// is exempt from does not decide its verdict.
+    pub async fn exemptions_now(&self) -> QuarantineResult<(ExemptionSet, i64)> {
+        let store = self.store.clone();
+        let loaded = blocking(move || store.exemptions()).await?;
+        Ok((loaded.records, self.clock.now_unix_ms()))
     }
 
     /// The exemption in force for `container` and `source` at `now`, if any.

@@ -357,3 +357,36 @@ async fn a_policy_change_is_enforced_and_a_bad_one_leaves_the_previous_in_force(
     h.observe(&["bad"]).await;
     assert_eq!(h.state("bad"), ContainerState::Paused);
 }
+
+#[tokio::test]
+async fn a_released_container_is_exempt_from_that_policy_but_not_from_another_it_breaks() {
+    let second = POLICY
+        .replace("name: no-sys-admin", "name: second")
+        .replace("[network-cut, pause]", "[pause]");
+    let mut h = harness(&format!("{POLICY}---\n{second}"), false);
+    h.see_running_with_sys_admin("bad").await;
+    let id = ContainerId::new("bad");
+    let first = h.store.quarantine(&id).unwrap().unwrap();
+    assert_eq!(
+        first.source,
+        QuarantineSource::Policy("no-sys-admin".into())
+    );
+    h.enforcer
+        .manager()
+        .release(
+            &id,
+            "CN=operator",
+            "false positive",
+            Duration::from_secs(600),
+        )
+        .await
+        .unwrap();
+    assert_eq!(h.state("bad"), ContainerState::Running);
+
+    // The next change: the exempt policy does not decide, the other one does.
+    h.see_running_with_sys_admin("bad").await;
+    let again = h.store.quarantine(&id).unwrap().unwrap();
+    assert_eq!(again.source, QuarantineSource::Policy("second".into()));
+    assert_eq!(again.state, QuarantineState::Applied);
+    assert_eq!(h.state("bad"), ContainerState::Paused);
+}
