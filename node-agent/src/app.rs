@@ -142,7 +142,10 @@ pub async fn start(
         );
         let mut enforcer = Enforcer::new(manager, policies, config.enforcement.recheck_interval)
             .with_metrics(agent.metrics.clone());
-        if let Some(every) = config.policy_reload {
+        if let Some(every) = config
+            .policy_reload
+            .filter(|_| !config.policy_dirs.is_empty())
+        {
             let dirs = config.policy_dirs.clone();
             let files = tokio::task::spawn_blocking(move || PolicyFiles::new(dirs))
                 .await

@@ -171,8 +171,9 @@ pub fn spawn(metrics: Metrics, shutdown: CancellationToken) -> (InventoryHandle,
     let (update_sender, mut update_receiver) = mpsc::channel(UPDATE_QUEUE);
     let (snapshot_sender, snapshot_receiver) =
         watch::channel(Arc::new(InventorySnapshot::default()));
-    // Every inventory series exists (at zero) from the start, before the first runtime answers.
-    metrics.record_inventory(&InventorySnapshot::default());
+    // The inventory gauges are computed from the newest snapshot when metrics are read, never
+    // per update (that is O(containers × checks) and would sit on the enforcement fast path).
+    metrics.follow_inventory(snapshot_receiver.clone());
     let task = tokio::spawn(async move {
         let mut inventory = Inventory {
             containers: BTreeMap::new(),
@@ -191,9 +192,7 @@ pub fn spawn(metrics: Metrics, shutdown: CancellationToken) -> (InventoryHandle,
             while let Ok(more) = update_receiver.try_recv() {
                 inventory.apply(more);
             }
-            let snapshot = inventory.snapshot();
-            metrics.record_inventory(&snapshot);
-            snapshot_sender.send_replace(snapshot);
+            snapshot_sender.send_replace(inventory.snapshot());
         }
     });
     (

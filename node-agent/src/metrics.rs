@@ -1,11 +1,13 @@
 //! Prometheus metrics of the agent and the `/metrics` endpoint that serves them.
 //!
-//! Metrics are updated by the task that owns the data (the inventory sets its gauges from each
-//! snapshot, watchers count their own reconnects); the endpoint only encodes. Names carry the
+//! Counters are updated by the task that owns the data (watchers count their own reconnects,
+//! enforcement its reloads); the inventory gauges are computed from the newest inventory snapshot
+//! when the metrics are read ([`Metrics::follow_inventory`]), so an inventory update costs
+//! nothing here. Names carry the
 //! `lazaret_` prefix and are documented in `docs/metrics.md`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context;
 use axum::Router;
@@ -20,6 +22,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -60,6 +63,8 @@ pub struct Metrics {
     start_to_enforced: Histogram,
     blast_radius_exceeded: Counter,
     policy_reloads: Family<ResultLabels, Counter>,
+    /// The inventory whose gauges [`Metrics::encode`] computes first.
+    inventory: Arc<Mutex<Option<watch::Receiver<Arc<InventorySnapshot>>>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -138,8 +143,9 @@ impl Metrics {
             "Policy directory reloads by result (applied, rejected)",
             policy_reloads.clone(),
         );
-        Metrics {
+        let metrics = Metrics {
             registry: Arc::new(registry),
+            inventory: Arc::new(Mutex::new(None)),
             fast_path_dropped,
             start_to_enforced,
             blast_radius_exceeded,
@@ -150,7 +156,18 @@ impl Metrics {
             runtime_reconnects,
             runtime_events,
             inventory_resyncs,
-        }
+        };
+        // Every inventory series exists (at zero) from the start.
+        metrics.record_inventory(&InventorySnapshot::default());
+        metrics
+    }
+
+    /// Computes the inventory gauges from `snapshots`' newest value at every [`Metrics::encode`].
+    pub fn follow_inventory(&self, snapshots: watch::Receiver<Arc<InventorySnapshot>>) {
+        *self
+            .inventory
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(snapshots);
     }
 
     /// Sets the inventory gauges from a snapshot. Every (state) and (check, result) series is
@@ -235,6 +252,15 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
+        let current = self
+            .inventory
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|snapshots| snapshots.borrow().clone());
+        if let Some(snapshot) = current {
+            self.record_inventory(&snapshot);
+        }
         let mut text = String::new();
         // Writing into a String cannot fail.
         encode(&mut text, &self.registry).expect("encoding metrics into a string");

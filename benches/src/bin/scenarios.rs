@@ -43,6 +43,13 @@ struct Args {
     /// Containers started for the start → enforced latency (and as many for the raw pause).
     #[arg(long, default_value_t = 50)]
     enforced: usize,
+    /// The actions of the policy the start → enforced scenario enforces (`pause` alone shows
+    /// the agent's own overhead without the cut).
+    #[arg(long, default_value = "network-cut, pause")]
+    enforce_actions: String,
+    /// Run only these scenarios (comma-separated: create, enforce, cut, footprint); all if unset.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Cut + restore rounds for the network cut latency.
     #[arg(long, default_value_t = 50)]
     cuts: usize,
@@ -97,10 +104,23 @@ async fn run_all(
     docker: &Docker,
     run_label: &str,
 ) -> anyhow::Result<Vec<Measurement>> {
-    let mut measurements = vec![create_to_inventory(docker, run_label, args.containers).await?];
-    measurements.extend(start_to_enforced(docker, run_label, args.enforced).await?);
-    measurements.extend(cut_and_restore(docker, run_label, args.cuts).await?);
-    measurements.extend(agent_process_footprint(args, docker, run_label).await?);
+    let runs =
+        |scenario: &str| args.only.is_empty() || args.only.iter().any(|only| only == scenario);
+    let mut measurements = Vec::new();
+    if runs("create") {
+        measurements.push(create_to_inventory(docker, run_label, args.containers).await?);
+    }
+    if runs("enforce") {
+        measurements.extend(
+            start_to_enforced(docker, run_label, args.enforced, &args.enforce_actions).await?,
+        );
+    }
+    if runs("cut") {
+        measurements.extend(cut_and_restore(docker, run_label, args.cuts).await?);
+    }
+    if runs("footprint") {
+        measurements.extend(agent_process_footprint(args, docker, run_label).await?);
+    }
     Ok(measurements)
 }
 
@@ -191,18 +211,15 @@ async fn create_to_inventory(
     })
 }
 
-/// The enforce-mode policy of the start → enforced scenario.
-const BENCH_POLICY: &str = r#"
-apiVersion: lazaret.dev/v1
-kind: Policy
-name: bench-violators
-mode: enforce
-match:
-  labels: {lazaret.bench: violate}
-rules:
-  - expr: 'container.labels["lazaret.bench"] == "violate"'
-actions: [network-cut, pause]
-"#;
+/// The enforce-mode policy of the start → enforced scenario, with `actions`.
+fn bench_policy(actions: &str) -> String {
+    format!(
+        "apiVersion: lazaret.dev/v1\nkind: Policy\nname: bench-violators\nmode: enforce\n\
+         match:\n  labels: {{lazaret.bench: violate}}\n\
+         rules:\n  - expr: 'container.labels[\"lazaret.bench\"] == \"violate\"'\n\
+         actions: [{actions}]\n"
+    )
+}
 
 /// The next `Started` event of `id` on `events`.
 async fn started_event(
@@ -226,6 +243,7 @@ async fn start_to_enforced(
     docker: &Docker,
     run_label: &str,
     count: usize,
+    actions: &str,
 ) -> anyhow::Result<Vec<Measurement>> {
     let state = tempfile::tempdir()?;
     let mut raw = RawConfig::default();
@@ -234,7 +252,7 @@ async fn start_to_enforced(
     raw.state.dir = state.path().to_path_buf();
     raw.enforcement.blast_radius_per_minute = count * 2;
     let config = raw.validate()?;
-    let policies = PolicySet::load(&[PolicySource::new("bench.yaml", BENCH_POLICY)])?;
+    let policies = PolicySet::load(&[PolicySource::new("bench.yaml", bench_policy(actions))])?;
     let shutdown = CancellationToken::new();
     let runtime = Arc::new(DockerRuntime::new(DOCKER_SOCKET));
     runtime.connect().await?;
@@ -326,7 +344,7 @@ async fn start_to_enforced(
     let write = summarize(&writes).context("no samples")?;
     Ok(vec![
         Measurement {
-            metric: "start event -> enforced (cut + pause), fast path".into(),
+            metric: format!("start event -> enforced [{actions}], fast path"),
             goal: "p50 <= 1.15x raw pause, p99 <= 40 ms".into(),
             ratio_p50: Some(measured.p50_ms / floor.p50_ms),
             value: serde_json::to_value(&measured)?,

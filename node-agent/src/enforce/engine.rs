@@ -20,7 +20,8 @@
 //!   [`Enforced::since_start_event`] and the `lazaret_start_to_enforced_seconds` histogram. A
 //!   lost signal costs nothing but time: the inspect that follows is judged as usual.
 //! - **Every `recheck_interval`**: TTLs are expired and every quarantine in force is re-checked
-//!   against a fresh inspect (unpaused, restarted, table deleted → re-applied, audited `tamper`).
+//!   against a fresh inspect (unpaused, restarted, table deleted → re-applied, audited `tamper`),
+//!   one at a time between other work, so the fast path never waits behind a whole sweep.
 //! - Refusals (audit-only, exemption, blast radius, protected, already quarantined) are logged
 //!   outcomes; the manager has already audited the ones that need a record. Audit-mode policies
 //!   only log what they would have done.
@@ -39,7 +40,7 @@
 //! runtime that reports it ([`super::runtimes`]). Every quarantine carried out is published as
 //! an [`Enforced`] to [`Enforcer::subscribe`]rs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -159,6 +160,8 @@ pub struct Enforcer {
     seen: HashMap<ContainerId, Arc<InventoryEntry>>,
     /// Created containers that deserve a quarantine as soon as they start.
     prejudged: HashMap<ContainerId, Prejudged>,
+    /// Quarantines the current sweep has still to re-check.
+    pending_rechecks: VecDeque<ContainerId>,
     rolled_forward: bool,
     metrics: Metrics,
     enforced: broadcast::Sender<Enforced>,
@@ -183,6 +186,7 @@ impl Enforcer {
             recheck_interval,
             seen: HashMap::new(),
             prejudged: HashMap::new(),
+            pending_rechecks: VecDeque::new(),
             rolled_forward: false,
             metrics: Metrics::new(),
             enforced: broadcast::channel(ENFORCED_BUFFER).0,
@@ -263,7 +267,11 @@ impl Enforcer {
                     let snapshot = snapshots.borrow_and_update().clone();
                     self.observe(&snapshot).await;
                 }
-                _ = ticker.tick() => self.sweep().await,
+                _ = ticker.tick() => self.begin_sweep().await,
+                Some(container) = async { self.pending_rechecks.pop_front() },
+                    if !self.pending_rechecks.is_empty() => {
+                    self.recheck_fresh(&container).await;
+                }
                 _ = reload.tick(), if self.policy_files.is_some() => {
                     if self.reload_policies().await {
                         let snapshot = snapshots.borrow().clone();
@@ -452,8 +460,20 @@ impl Enforcer {
         }
     }
 
-    /// Expires due quarantines and re-checks every one in force against a fresh inspect.
+    /// Expires due quarantines and re-checks every one in force against a fresh inspect, all at
+    /// once (the task itself spreads the re-checks out: see [`Self::begin_sweep`]).
     pub async fn sweep(&mut self) {
+        self.begin_sweep().await;
+        while let Some(container) = self.pending_rechecks.pop_front() {
+            self.recheck_fresh(&container).await;
+        }
+    }
+
+    /// Expires due quarantines and queues a re-check of every one in force. The task runs one
+    /// queued re-check at a time when nothing else waits, so a start signal or a command never
+    /// waits behind a whole sweep (each re-check inspects and lists the cut table: milliseconds,
+    /// times the quarantines in force).
+    async fn begin_sweep(&mut self) {
         if !self.roll_forward().await {
             return;
         }
@@ -473,10 +493,11 @@ impl Enforcer {
             }
         };
         for record in in_force {
-            if record.state == QuarantineState::Failed {
-                continue;
+            if record.state != QuarantineState::Failed
+                && !self.pending_rechecks.contains(&record.container)
+            {
+                self.pending_rechecks.push_back(record.container);
             }
-            self.recheck_fresh(&record.container).await;
         }
     }
 
