@@ -68,7 +68,8 @@ const ENFORCED_BUFFER: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct Enforced {
     pub record: QuarantineRecord,
-    /// Fast path only: from reading the container's start event to its actions done.
+    /// Fast path only: from reading the container's start event to its actions done (before
+    /// their outcomes are audited).
     pub since_start_event: Option<Duration>,
 }
 
@@ -366,6 +367,7 @@ impl Enforcer {
     }
 
     /// The fast path: a container that was judged at `create` has started.
+    /// Dropping the signal at the end lets the watcher's held inspect go ahead.
     pub async fn started(&mut self, signal: StartSignal) {
         let Some(Prejudged { request, mut info }) = self.prejudged.remove(&signal.id) else {
             return;
@@ -393,7 +395,14 @@ impl Enforcer {
         }
         let policy = request.source.to_string();
         let result = self.manager.quarantine(request, &info, false).await;
-        self.report(&info.id, &policy, result, Some(signal.received.elapsed()));
+        // Enforced once the actions are done; their audit records follow.
+        let done = self
+            .manager
+            .actions_done_at()
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(tokio::time::Instant::now);
+        let elapsed = done.saturating_duration_since(signal.received);
+        self.report(&info.id, &policy, result, Some(elapsed));
     }
     /// Rolls stored quarantines forward once; `false` (retried at the next sweep) on failure.
     pub async fn roll_forward(&mut self) -> bool {

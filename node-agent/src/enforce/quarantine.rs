@@ -35,7 +35,7 @@ mod tests;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lazaret_core::audit::AuditEntry;
 use lazaret_core::quarantine::{
@@ -184,6 +184,7 @@ pub struct QuarantineManager {
     config: QuarantineConfig,
     /// When the automated quarantines of the last window were accepted.
     automated: VecDeque<i64>,
+    actions_done_at: Option<Instant>,
 }
 
 impl QuarantineManager {
@@ -213,6 +214,7 @@ impl QuarantineManager {
             clock,
             config,
             automated: VecDeque::new(),
+            actions_done_at: None,
         }
     }
 
@@ -267,6 +269,7 @@ impl QuarantineManager {
                 inspected: info.id.clone(),
             });
         }
+        self.actions_done_at = None;
         let now = self.clock.now_unix_ms();
         let entry = |action: &str, outcome: String| AuditEntry {
             actor: request.actor.clone(),
@@ -277,7 +280,23 @@ impl QuarantineManager {
             source: request.source.to_string(),
             outcome,
         };
-        if let Some(existing) = self.stored(&container).await?
+        // One trip to the store for both checks: this is on the fast path.
+        let (existing, exemption) = {
+            let store = self.store.clone();
+            let id = container.clone();
+            let exemption_key = (request.source != QuarantineSource::Operator)
+                .then(|| request.source.exemption_key());
+            blocking(move || {
+                let existing = store.quarantine(&id)?;
+                let exemption = match exemption_key {
+                    Some(key) => store.exemption(&id, &key)?,
+                    None => None,
+                };
+                Ok((existing, exemption))
+            })
+            .await?
+        };
+        if let Some(existing) = existing
             && !existing.state.is_terminal()
         {
             return Err(QuarantineError::AlreadyQuarantined {
@@ -285,9 +304,7 @@ impl QuarantineManager {
                 state: existing.state,
             });
         }
-        if request.source != QuarantineSource::Operator
-            && let Some(exemption) = self.exemption(&container, &request.source, now).await?
-        {
+        if let Some(exemption) = exemption.filter(|exemption| exemption.is_active(now)) {
             // Not audited: the judge's sweeps would write one record per sweep.
             return Err(QuarantineError::Exempt {
                 container,
@@ -337,8 +354,15 @@ impl QuarantineManager {
             self.audit_record(&record, &record.actor, "quarantine", requested),
             self.perform(&record, info)
         );
+        self.actions_done_at = Some(Instant::now());
         audited?;
         self.conclude(record, outcomes).await
+    }
+
+    /// When the actions of the last quarantine carried out by [`Self::quarantine`] were done
+    /// (before their outcomes were audited): the fast path's latency ends here.
+    pub fn actions_done_at(&self) -> Option<Instant> {
+        self.actions_done_at
     }
 
     /// Every exemption stored, and the manager's clock now: for the judge, so a policy a container
@@ -357,12 +381,9 @@ impl QuarantineManager {
         now_unix_ms: i64,
     ) -> QuarantineResult<Option<Exemption>> {
         let store = self.store.clone();
-        let loaded = blocking(move || store.exemptions()).await?;
-        Ok(loaded
-            .records
-            .get(container, &source.exemption_key())
-            .filter(|exemption| exemption.is_active(now_unix_ms))
-            .cloned())
+        let (container, key) = (container.clone(), source.exemption_key());
+        let stored = blocking(move || store.exemption(&container, &key)).await?;
+        Ok(stored.filter(|exemption| exemption.is_active(now_unix_ms)))
     }
 
     /// Undoes `container`'s quarantine: restores the network, resumes it if paused, stores

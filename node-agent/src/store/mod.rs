@@ -283,6 +283,27 @@ impl Store {
         Ok(removed.is_some())
     }
 
+    /// The exemption filed for `container` and `policy`, expired or not.
+    pub fn exemption(
+        &self,
+        container: &ContainerId,
+        policy: &str,
+    ) -> StoreResult<Option<Exemption>> {
+        let key = exemption_key(container, policy);
+        let key_text = key_text(&key);
+        let Some(value) = self.exemptions.get(&key).map_err(sled_error(
+            "read",
+            TREE_EXEMPTIONS,
+            Some(&key_text),
+        ))?
+        else {
+            return Ok(None);
+        };
+        decode_exemption(&key, &value)
+            .map(Some)
+            .map_err(StoreError::Corrupt)
+    }
+
     /// Every stored exemption, expired or not; corrupt ones listed by key.
     pub fn exemptions(&self) -> StoreResult<Loaded<ExemptionSet>> {
         let mut loaded = Loaded::<ExemptionSet>::default();

@@ -263,6 +263,7 @@ fn start_signal(name: &str) -> StartSignal {
         id: ContainerId::new(name),
         pid: None,
         received: tokio::time::Instant::now(),
+        handled: None,
     }
 }
 
