@@ -154,12 +154,16 @@ async fn the_agent_quarantines_a_containerd_only_container_at_start_and_again_af
     let dir = tempfile::tempdir().unwrap();
     let policy_dir = dir.path().join("policies");
     std::fs::create_dir(&policy_dir).unwrap();
+    // Only this test's namespace: the agent watches the machine's Docker too, where other
+    // tests' containers carry the same label.
     std::fs::write(
         policy_dir.join("e2e.yaml"),
-        "apiVersion: lazaret.dev/v1\nkind: Policy\nname: e2e-containerd\nmode: enforce\n\
-         match:\n  labels: {lazaret.e2e: violate}\n\
-         rules:\n  - expr: 'container.labels[\"lazaret.e2e\"] == \"violate\"'\n\
-         actions: [network-cut, pause]\n",
+        format!(
+            "apiVersion: lazaret.dev/v1\nkind: Policy\nname: e2e-containerd\nmode: enforce\n\
+             match:\n  namespaces: [\"{namespace}\"]\n  labels: {{lazaret.e2e: violate}}\n\
+             rules:\n  - expr: 'container.labels[\"lazaret.e2e\"] == \"violate\"'\n\
+             actions: [network-cut, pause]\n"
+        ),
     )
     .unwrap();
     // Docker is watched too: the container is containerd's alone and acted on through it.
