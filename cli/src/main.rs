@@ -1,24 +1,63 @@
-//! `lazaretctl`: the operators' CLI. Today it answers offline questions (the CIS check
-//! catalogue); the commands that talk to agents and the controller arrive with the gRPC API
-//! (issue 5/11).
+//! `lazaretctl`: the operators' CLI. Offline: the CIS check catalogue, policy validation, the
+//! fleet PKI. Against one agent (`--agent ADDR`, mutual TLS with a certificate from `--tls-dir`):
+//! containers, quarantines, releases, the audit trail and its live stream, the mode, and
+//! what policies would do.
 #![forbid(unsafe_code)]
 
+mod agent;
+mod client;
 mod policy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use lazaret_core::posture;
+use lazaret_core::roles::Role;
+use lazaretctl::pki;
+
+use crate::client::{Failure, Target};
 
 /// Lazaret's command-line tool for operators.
+///
+/// Exit codes: 0 done; 1 refused or failed (the message says why); 2 a malformed command line;
+/// 3 the agent could not be reached, or the TLS handshake failed.
 #[derive(Debug, Parser)]
 #[command(name = "lazaretctl", version)]
 struct Cli {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table, global = true)]
     output: Output,
+    /// The agent to talk to, host:port.
+    #[arg(
+        long,
+        env = "LAZARET_AGENT",
+        global = true,
+        default_value = "127.0.0.1:7443"
+    )]
+    agent: String,
+    /// The controller to talk to, host:port (the controller arrives with issue 7/11).
+    #[arg(long, env = "LAZARET_CONTROLLER", global = true)]
+    controller: Option<String>,
+    /// The PKI directory: ca.pem and your certificate (made by `lazaretctl pki init`).
+    #[arg(
+        long,
+        env = "LAZARET_TLS_DIR",
+        global = true,
+        default_value = ".lazaret/pki"
+    )]
+    tls_dir: PathBuf,
+    /// Whose certificate in --tls-dir to present (NAME.pem, NAME-key.pem); its role decides
+    /// what you may do.
+    #[arg(
+        long = "as",
+        env = "LAZARET_AS",
+        global = true,
+        default_value = "admin"
+    )]
+    identity: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -31,12 +70,96 @@ pub(crate) enum Output {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// List the agent's containers: state, failed checks, quarantine.
+    Containers {
+        /// Only containers with a quarantine in force.
+        #[arg(long)]
+        quarantined: bool,
+        /// Only containers that fail at least one check.
+        #[arg(long)]
+        findings: bool,
+    },
+    /// Show one container (by id, unique id prefix, or name) with its quarantine and history.
+    Container {
+        #[arg(value_name = "ID|NAME")]
+        target: String,
+    },
+    /// Quarantine a container: cut its network and pause it (by default), recorded with your
+    /// name and reason.
+    Quarantine {
+        #[arg(value_name = "ID|NAME")]
+        target: String,
+        /// What to do, in order: network-cut, pause, stop, kill, alert (comma-separated).
+        #[arg(
+            long = "action",
+            value_delimiter = ',',
+            default_value = "network-cut,pause"
+        )]
+        actions: Vec<String>,
+        /// Why (required; goes into the audit trail).
+        #[arg(long)]
+        reason: String,
+        /// Release automatically after this long, e.g. 30m, 1h.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
+        /// Quarantine a protected container too (admin role only).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Release a quarantine: restore the network, resume; the policy that caused it leaves the
+    /// container alone for --exempt-for.
+    Release {
+        #[arg(value_name = "ID|NAME")]
+        target: String,
+        /// Why (required; goes into the audit trail).
+        #[arg(long)]
+        reason: String,
+        /// How long the container is exempt from the policy that quarantined it (default 1h).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        exempt_for: Option<Duration>,
+    },
+    /// List the quarantines in force.
+    Quarantines {
+        /// Also released and gone ones.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Print the agent's security events (its audit trail); --follow keeps printing new ones.
+    Events {
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Start at this sequence number (resume with the last one seen + 1).
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+    },
+    /// Print the audit trail, or check its hash chain with --verify.
+    Audit {
+        #[arg(long)]
+        verify: bool,
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Switch the agent between enforcing and audit-only (admin role).
+    Mode {
+        #[arg(value_parser = ["enforce", "audit-only"])]
+        mode: String,
+        /// Why (required; goes into the audit trail).
+        #[arg(long)]
+        reason: String,
+    },
     /// List the CIS Docker Benchmark checks Lazaret runs on every container (id, severity,
     /// title). Explained in docs/posture.md.
     Checks,
-    /// Work with policy files offline (see docs/policies.md).
+    /// Work with policy files (see docs/policies.md).
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Make and extend the fleet's PKI (CA and certificates with roles).
+    #[command(subcommand)]
+    Pki(PkiCommand),
+    /// Print a shell completion script, e.g. `lazaretctl completions bash > /etc/bash_completion.d/lazaretctl`.
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Subcommand)]
@@ -48,16 +171,159 @@ enum PolicyCommand {
         #[arg(required = true, value_name = "FILE|DIR")]
         paths: Vec<PathBuf>,
     },
+    /// Ask the agent what these policies would do to its containers, without acting.
+    Test {
+        #[arg(required = true, value_name = "FILE|DIR")]
+        paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiCommand {
+    /// Make a CA and certificates for a controller, N nodes (node-1…) and an admin in DIR.
+    Init {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+    },
+    /// Issue one more certificate, signed by the CA in DIR.
+    Issue {
+        #[arg(long, value_name = "DIR", env = "LAZARET_TLS_DIR")]
+        dir: PathBuf,
+        /// viewer, operator, admin, controller, node or detector.
+        #[arg(long)]
+        role: Role,
+        /// The certificate's name (file name and CN; the actor recorded for what it does).
+        #[arg(long)]
+        name: String,
+        /// More names or addresses a node or controller serves on (repeatable).
+        #[arg(long)]
+        san: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let output = cli.output;
+    let target = Target {
+        agent: cli.agent.clone(),
+        tls_dir: cli.tls_dir.clone(),
+        identity: cli.identity.clone(),
+    };
+    let online =
+        |work: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Failure>>>>| {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("error: cannot start the async runtime: {error}");
+                    return ExitCode::from(client::EXIT_UNREACHABLE);
+                }
+            };
+            match runtime.block_on(work) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(failure) => failure.exit(),
+            }
+        };
     match cli.command {
         Command::Checks => {
-            print_checks(cli.output);
+            print_checks(output);
             ExitCode::SUCCESS
         }
-        Command::Policy(PolicyCommand::Validate { paths }) => policy::validate(&paths, cli.output),
+        Command::Policy(PolicyCommand::Validate { paths }) => policy::validate(&paths, output),
+        Command::Policy(PolicyCommand::Test { paths }) => match policy::files_for_test(&paths) {
+            Ok(files) => online(Box::pin(async move {
+                agent::test_policies(&target, output, files).await
+            })),
+            Err(code) => code,
+        },
+        Command::Pki(command) => pki_command(command),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "lazaretctl",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Containers {
+            quarantined,
+            findings,
+        } => online(Box::pin(async move {
+            agent::containers(&target, output, quarantined, findings).await
+        })),
+        Command::Container { target: name } => online(Box::pin(async move {
+            agent::container(&target, output, &name).await
+        })),
+        Command::Quarantine {
+            target: name,
+            actions,
+            reason,
+            ttl,
+            force,
+        } => {
+            let args = agent::QuarantineArgs {
+                name,
+                actions,
+                reason,
+                ttl,
+                force,
+            };
+            online(Box::pin(async move {
+                agent::quarantine(&target, output, args).await
+            }))
+        }
+        Command::Release {
+            target: name,
+            reason,
+            exempt_for,
+        } => online(Box::pin(async move {
+            agent::release(&target, output, name, reason, exempt_for).await
+        })),
+        Command::Quarantines { all } => online(Box::pin(async move {
+            agent::quarantines(&target, output, all).await
+        })),
+        Command::Events { follow, from } => online(Box::pin(async move {
+            agent::events(&target, output, follow, from).await
+        })),
+        Command::Audit {
+            verify,
+            from,
+            limit,
+        } => online(Box::pin(async move {
+            agent::audit(&target, output, verify, from, limit).await
+        })),
+        Command::Mode { mode, reason } => online(Box::pin(async move {
+            agent::set_mode(&target, output, &mode, reason).await
+        })),
+    }
+}
+
+fn pki_command(command: PkiCommand) -> ExitCode {
+    let result = match command {
+        PkiCommand::Init { dir, nodes } => pki::init(&dir, nodes).map(|made| {
+            println!("made a CA in {}", dir.display());
+            for party in made {
+                println!("  {:<12} role {}", party.name, party.role);
+            }
+            println!(
+                "start an agent with `lazaret-agent run --tls-dir {0} --node-name node-1`, then                  `lazaretctl --tls-dir {0} containers`",
+                dir.display()
+            );
+        }),
+        PkiCommand::Issue { dir, role, name, san } => pki::issue(&dir, role, &name, &san)
+            .map(|path| println!("issued {} (role {role})", path.display())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(client::EXIT_REFUSED)
+        }
     }
 }
 

@@ -111,3 +111,23 @@ pub fn validate(paths: &[PathBuf], output: Output) -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+/// The files of `paths` (as an agent reads them), to send to `TestPolicies`; problems reading
+/// them are printed and exit 1.
+pub fn files_for_test(paths: &[PathBuf]) -> Result<Vec<lazaret_proto::v1::PolicyFile>, ExitCode> {
+    match files::read_sources(paths) {
+        Ok(sources) => Ok(sources
+            .into_iter()
+            .map(|source| lazaret_proto::v1::PolicyFile {
+                name: source.name,
+                text: source.text,
+            })
+            .collect()),
+        Err(errors) => {
+            for error in &errors.errors {
+                eprintln!("{error}");
+            }
+            Err(ExitCode::from(1))
+        }
+    }
+}

@@ -14,6 +14,7 @@ pub mod container;
 pub mod policy;
 pub mod posture;
 pub mod quarantine;
+pub mod roles;
 pub mod severity;
 
 pub use container::{ContainerId, ContainerInfo, ContainerState, RuntimeKind};

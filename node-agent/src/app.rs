@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::api::{self, AgentApi};
 use crate::config::AgentConfig;
 use crate::enforce::engine::{Enforced, Enforcer, EnforcerHandle};
 use crate::enforce::policy_files::PolicyFiles;
@@ -60,6 +61,8 @@ pub struct RunningAgent {
     pub enforced: Option<broadcast::Sender<Enforced>>,
     /// Quarantine and release through the running enforcement task, when it runs.
     pub enforcer: Option<EnforcerHandle>,
+    /// Where the gRPC API is served, when enabled.
+    pub api_addr: Option<SocketAddr>,
     tasks: JoinSet<()>,
 }
 
@@ -82,18 +85,21 @@ impl RunningAgent {
     }
 }
 
-/// Starts the agent's tasks; they run until `shutdown` fires. With `policies`, the enforcement
-/// task runs too, on the store in `config.state_dir`, after the inventory and the watchers.
+/// Starts the agent's tasks; they run until `shutdown` fires. With `policies` or the API, the
+/// enforcement task runs too, on the store in `config.state_dir`, after the inventory and the
+/// watchers; with the API configured, the gRPC server last.
 pub async fn start(
     config: &AgentConfig,
     runtimes: Vec<Arc<dyn ContainerRuntime>>,
     policies: Option<PolicySet>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningAgent> {
-    // Enforcement acts on each container through the runtime that reports it.
+    // Enforcement acts on each container through the runtime that reports it. It runs with
+    // policies, and with the API (operators quarantine through it even without policies).
     let enforcing = Runtimes::new(runtimes.clone());
-    let store = match &policies {
-        Some(_) => {
+    let wants_enforcement = (policies.is_some() || config.api.is_some()) && !enforcing.is_empty();
+    let store = match wants_enforcement {
+        true => {
             let dir = config.state_dir.clone();
             let durability = config.durability;
             let opened = tokio::task::spawn_blocking(move || Store::open(&dir, durability))
@@ -106,10 +112,9 @@ pub async fn start(
                 )
             })?)
         }
-        None => None,
+        false => None,
     };
-    let enforce = policies.is_some() && store.is_some() && !enforcing.is_empty();
-    let (starts, starts_receiver) = match enforce {
+    let (starts, starts_receiver) = match wants_enforcement {
         true => {
             let (sender, receiver) = mpsc::channel(START_LANE);
             (Some(sender), Some(receiver))
@@ -124,47 +129,67 @@ pub async fn start(
         shutdown.clone(),
     )
     .await?;
-    if let (Some(policies), Some(store), true) = (policies, store, enforce) {
-        let kinds = enforcing.kinds();
-        let manager = QuarantineManager::with_runtimes(
-            enforcing,
-            Arc::new(NetnsCutter::new()),
+    let Some(store) = store else {
+        return Ok(agent);
+    };
+    let kinds = enforcing.kinds();
+    let manager = QuarantineManager::with_runtimes(
+        enforcing,
+        Arc::new(NetnsCutter::new()),
+        store.clone(),
+        Arc::new(SystemClock),
+        QuarantineConfig {
+            node: config.node_name.clone(),
+            audit_only: config.enforcement.audit_only,
+            blast_radius_per_minute: config.enforcement.blast_radius_per_minute,
+            stop_grace: config.enforcement.stop_grace,
+            protected: config.enforcement.protected.clone(),
+            own_container: crate::runtime::cgroup::own_container_id(),
+        },
+    );
+    let mut enforcer = Enforcer::new(
+        manager,
+        policies.unwrap_or_default(),
+        config.enforcement.recheck_interval,
+    )
+    .with_metrics(agent.metrics.clone());
+    if let Some(every) = config
+        .policy_reload
+        .filter(|_| !config.policy_dirs.is_empty())
+    {
+        let dirs = config.policy_dirs.clone();
+        let files = tokio::task::spawn_blocking(move || PolicyFiles::new(dirs))
+            .await
+            .context("policy reader task failed")?;
+        enforcer = enforcer.with_policy_reload(files, every);
+    }
+    agent.enforced = Some(enforcer.publisher());
+    let commands = enforcer.commands();
+    agent.enforcer = Some(commands.clone());
+    info!(
+        runtimes = ?kinds,
+        state_dir = %config.state_dir.display(),
+        audit_only = config.enforcement.audit_only,
+        policies = enforcer.policies().policies.len(),
+        "enforcement running"
+    );
+    agent.tasks.spawn(enforcer.run(
+        agent.inventory.snapshots.clone(),
+        starts_receiver,
+        shutdown.clone(),
+    ));
+    if let Some(settings) = &config.api {
+        let api = AgentApi::new(
+            config.node_name.clone(),
+            agent.inventory.clone(),
             store,
-            Arc::new(SystemClock),
-            QuarantineConfig {
-                node: config.node_name.clone(),
-                audit_only: config.enforcement.audit_only,
-                blast_radius_per_minute: config.enforcement.blast_radius_per_minute,
-                stop_grace: config.enforcement.stop_grace,
-                protected: config.enforcement.protected.clone(),
-                own_container: crate::runtime::cgroup::own_container_id(),
-            },
+            commands,
         );
-        let mut enforcer = Enforcer::new(manager, policies, config.enforcement.recheck_interval)
-            .with_metrics(agent.metrics.clone());
-        if let Some(every) = config
-            .policy_reload
-            .filter(|_| !config.policy_dirs.is_empty())
-        {
-            let dirs = config.policy_dirs.clone();
-            let files = tokio::task::spawn_blocking(move || PolicyFiles::new(dirs))
-                .await
-                .context("policy reader task failed")?;
-            enforcer = enforcer.with_policy_reload(files, every);
-        }
-        agent.enforced = Some(enforcer.publisher());
-        agent.enforcer = Some(enforcer.commands());
-        info!(
-            runtimes = ?kinds,
-            state_dir = %config.state_dir.display(),
-            audit_only = config.enforcement.audit_only,
-            "enforcement running"
-        );
-        agent.tasks.spawn(enforcer.run(
-            agent.inventory.snapshots.clone(),
-            starts_receiver,
-            shutdown,
-        ));
+        let (bound, task) = api::serve(settings, api, shutdown).await?;
+        agent.api_addr = Some(bound);
+        agent.tasks.spawn(async move {
+            drop(task.await);
+        });
     }
     Ok(agent)
 }
@@ -226,6 +251,7 @@ async fn start_parts(
         metrics_addr,
         enforced: None,
         enforcer: None,
+        api_addr: None,
         tasks,
     })
 }

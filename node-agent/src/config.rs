@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::api::ApiSettings;
 use crate::runtime::containerd;
 use crate::store::Durability;
 use crate::telemetry::LogFormat;
@@ -44,6 +45,29 @@ pub struct RawConfig {
     pub policies: RawPolicies,
     pub state: RawState,
     pub enforcement: RawEnforcement,
+    pub api: RawApi,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawApi {
+    /// `host:port` of the gRPC API (TLS, client certificates required).
+    pub listen: String,
+    /// The PKI directory (`lazaretctl pki init --dir`): `ca.pem` and this node's certificate.
+    /// Empty: the API is off (it is never served without TLS).
+    pub tls_dir: PathBuf,
+    /// Whose certificate the API presents (`NAME.pem`); empty: the node name.
+    pub cert: String,
+}
+
+impl Default for RawApi {
+    fn default() -> Self {
+        RawApi {
+            listen: "127.0.0.1:7443".into(),
+            tls_dir: PathBuf::new(),
+            cert: String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -243,6 +267,8 @@ pub struct AgentConfig {
     pub policy_dirs: Vec<PathBuf>,
     /// How often policy files are checked for changes; `None`: never.
     pub policy_reload: Option<Duration>,
+    /// The gRPC API, when a TLS directory is configured.
+    pub api: Option<ApiSettings>,
     pub state_dir: PathBuf,
     pub durability: Durability,
     pub enforcement: EnforcementConfig,
@@ -344,7 +370,30 @@ impl RawConfig {
                 format!("{entry:?}: each entry must be a container name or an id prefix"),
             ));
         }
+        let api = if self.api.tls_dir.as_os_str().is_empty() {
+            None
+        } else {
+            let listen = self.api.listen.parse::<SocketAddr>().map_err(|error| {
+                ConfigError::new(
+                    "api.listen",
+                    format!(
+                        "{:?} is not host:port ({error}); use e.g. 127.0.0.1:7443",
+                        self.api.listen
+                    ),
+                )
+            })?;
+            let cert_name = match self.api.cert.trim() {
+                "" => node_name.clone(),
+                name => name.to_string(),
+            };
+            Some(ApiSettings {
+                listen,
+                tls_dir: self.api.tls_dir,
+                cert_name,
+            })
+        };
         Ok(AgentConfig {
+            api,
             policy_dirs: self.policies.dirs,
             policy_reload: Some(self.policies.reload_interval).filter(|every| !every.is_zero()),
             state_dir: self.state.dir,

@@ -6,6 +6,7 @@
 //! library so that tests and benches run the same code in process.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod app;
 pub mod config;
 pub mod enforce;

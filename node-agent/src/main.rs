@@ -62,6 +62,13 @@ enum Command {
         /// The state directory: quarantines, exemptions, audit chain (overrides state.dir).
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
+        /// Serve the gRPC API with the CA and this node's certificate from this PKI directory
+        /// (`lazaretctl pki init --dir DIR`; overrides api.tls_dir). Without it the API is off.
+        #[arg(long, value_name = "DIR")]
+        tls_dir: Option<PathBuf>,
+        /// Address of the gRPC API, host:port (overrides api.listen).
+        #[arg(long, value_name = "ADDR")]
+        api_listen: Option<String>,
     },
     /// Print a one-shot posture report of this host and exit.
     Scan {
@@ -144,12 +151,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Run {
         policy_dir,
         state_dir,
+        tls_dir,
+        api_listen,
         ..
     } = &cli.command
     {
         raw.policies.dirs.extend(policy_dir.iter().cloned());
         if let Some(dir) = state_dir {
             raw.state.dir = dir.clone();
+        }
+        if let Some(dir) = tls_dir {
+            raw.api.tls_dir = dir.clone();
+        }
+        if let Some(listen) = api_listen {
+            raw.api.listen = listen.clone();
         }
     }
     let config = raw.validate()?;

@@ -1,6 +1,8 @@
 //! Conversions between `lazaret-core` domain types and `lazaret.v1` wire types.
 
+use lazaret_core::audit::AuditRecord;
 use lazaret_core::posture::{CheckResult, Finding};
+use lazaret_core::quarantine::QuarantineRecord;
 use lazaret_core::{ContainerInfo, Severity};
 
 use crate::v1;
@@ -73,6 +75,43 @@ pub fn container_to_wire(node: &str, info: &ContainerInfo, findings: &[Finding])
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect(),
         findings: findings.iter().map(v1::Finding::from).collect(),
+    }
+}
+
+impl From<&QuarantineRecord> for v1::QuarantineRecord {
+    fn from(record: &QuarantineRecord) -> Self {
+        v1::QuarantineRecord {
+            container: record.container.to_string(),
+            node: record.node.clone(),
+            state: record.state.to_string(),
+            actions: record.actions.iter().map(ToString::to_string).collect(),
+            since_unix_ms: record.since_unix_ms,
+            expires_unix_ms: record.expires_unix_ms.unwrap_or(0),
+            reason: record.reason.clone(),
+            actor: record.actor.clone(),
+            source: record.source.to_string(),
+            scope: match record.scope {
+                lazaret_core::policy::EnforcementScope::Container => "container".into(),
+                lazaret_core::policy::EnforcementScope::Pod => "pod".into(),
+            },
+        }
+    }
+}
+
+impl From<&AuditRecord> for v1::AuditEvent {
+    fn from(record: &AuditRecord) -> Self {
+        v1::AuditEvent {
+            sequence: record.sequence,
+            time_unix_ms: record.time_unix_ms,
+            actor: record.actor.clone(),
+            on_behalf_of: record.on_behalf_of.clone().unwrap_or_default(),
+            action: record.action.clone(),
+            target: record.target.clone(),
+            reason: record.reason.clone(),
+            source: record.source.clone(),
+            outcome: record.outcome.clone(),
+            hash: record.hash().to_hex(),
+        }
     }
 }
 

@@ -12,3 +12,6 @@ pub mod convert;
 pub mod v1 {
     tonic::include_proto!("lazaret.v1");
 }
+
+/// The encoded descriptors of `package lazaret.v1`, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/lazaret_v1.bin"));

@@ -55,7 +55,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::policy_files::{PolicyFiles, Reload};
-use super::quarantine::{AGENT_ACTOR, QuarantineError, QuarantineManager, QuarantineResult};
+use super::quarantine::{
+    AGENT_ACTOR, QuarantineError, QuarantineManager, QuarantineResult, mode_name,
+};
 use crate::inventory::{InventoryEntry, InventorySnapshot};
 use crate::metrics::Metrics;
 use crate::runtime::RuntimeError;
@@ -89,6 +91,15 @@ enum Command {
         reason: String,
         exempt_for: Duration,
         reply: oneshot::Sender<QuarantineResult<QuarantineRecord>>,
+    },
+    SetMode {
+        audit_only: bool,
+        actor: String,
+        reason: String,
+        reply: oneshot::Sender<QuarantineResult<()>>,
+    },
+    Mode {
+        reply: oneshot::Sender<bool>,
     },
 }
 
@@ -134,6 +145,31 @@ impl EnforcerHandle {
         })
         .await?;
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// Switches the agent to audit-only (`true`) or back to enforcing; audited.
+    pub async fn set_mode(
+        &self,
+        audit_only: bool,
+        actor: &str,
+        reason: &str,
+    ) -> QuarantineResult<()> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::SetMode {
+            audit_only,
+            actor: actor.to_string(),
+            reason: reason.to_string(),
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Whether the agent is in audit-only mode.
+    pub async fn audit_only(&self) -> QuarantineResult<bool> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Mode { reply }).await?;
+        answer.await.map_err(|_| stopped())
     }
 
     async fn send(&self, command: Command) -> QuarantineResult<()> {
@@ -362,6 +398,19 @@ impl Enforcer {
                     info!(%container, %actor, %reason, "quarantine released");
                 }
                 let _unasked = reply.send(result);
+            }
+            Command::SetMode {
+                audit_only,
+                actor,
+                reason,
+                reply,
+            } => {
+                let result = self.manager.set_mode(audit_only, &actor, &reason).await;
+                warn!(mode = mode_name(audit_only), %actor, %reason, "enforcement mode changed");
+                let _unasked = reply.send(result);
+            }
+            Command::Mode { reply } => {
+                let _unasked = reply.send(self.manager.config().audit_only);
             }
         }
     }

@@ -252,6 +252,26 @@ impl QuarantineManager {
         self.config.audit_only = audit_only;
     }
 
+    /// [`Self::set_audit_only`] on an operator's request, audited (`mode`, with who and why).
+    pub async fn set_mode(
+        &mut self,
+        audit_only: bool,
+        actor: &str,
+        reason: &str,
+    ) -> QuarantineResult<()> {
+        self.set_audit_only(audit_only);
+        self.audit(AuditEntry {
+            actor: actor.to_string(),
+            on_behalf_of: None,
+            action: "mode".into(),
+            target: self.config.node.clone(),
+            reason: reason.to_string(),
+            source: QuarantineSource::Operator.to_string(),
+            outcome: mode_name(audit_only).into(),
+        })
+        .await
+    }
+
     /// Quarantines `info`'s container as `request` says. Refused for a container already
     /// quarantined, for an automated request on a (container, source) an active exemption
     /// covers, for a protected container unless `force`, in audit-only mode (after writing the
@@ -741,6 +761,11 @@ pub fn is_protected(info: &ContainerInfo) -> bool {
     info.labels
         .get(PROTECTED_LABEL)
         .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"))
+}
+
+/// `audit-only` or `enforce`, as the API and the audit trail name the modes.
+pub fn mode_name(audit_only: bool) -> &'static str {
+    if audit_only { "audit-only" } else { "enforce" }
 }
 
 fn actions_text(actions: &[Action]) -> String {

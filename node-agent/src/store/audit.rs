@@ -22,6 +22,12 @@ impl Store {
     /// Puts `entry` on the chain at `time_unix_ms` and returns the stored record. The record and
     /// the new head are written atomically, and durably (see [`super::Durability`]) before this
     /// returns.
+    /// Wakes on every change to the audit tree (an append): await it, then read past the last
+    /// sequence seen. For the API's live event stream.
+    pub fn watch_audit(&self) -> sled::Subscriber {
+        self.audit.watch_prefix(Vec::<u8>::new())
+    }
+
     pub fn append_audit(&self, entry: AuditEntry, time_unix_ms: i64) -> StoreResult<AuditRecord> {
         let outcome = (&self.audit, &self.meta).transaction(|(audit_tree, meta_tree)| {
             let abort = ConflictableTransactionError::Abort;

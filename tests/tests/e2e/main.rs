@@ -1,6 +1,7 @@
 //! End-to-end suites against real engines; shared helpers live in the `lazaret-tests` library.
 
 mod agent_crash;
+mod cli;
 mod conformance;
 mod containerd;
 mod containerd_zoo;

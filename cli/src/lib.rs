@@ -1,0 +1,6 @@
+//! `lazaretctl`'s library half: what the CLI and the end-to-end tests share.
+//!
+//! - [`pki`]: the fleet's CA and certificates (`lazaretctl pki init|issue`).
+#![forbid(unsafe_code)]
+
+pub mod pki;

@@ -1,0 +1,99 @@
+//! The agent's gRPC API (DESIGN.md §3): `lazaret.v1.AgentService`, `grpc.health.v1` and server
+//! reflection, over TLS with client certificates required (rustls through tonic).
+//!
+//! - [`identity`]: who is calling, from the verified client certificate (name and role);
+//! - [`service`]: the RPCs, each authorized against `lazaret_core::roles` before it does anything.
+//!
+//! Nothing is served without TLS: with no TLS directory configured the API is off. The server's
+//! certificate and the CA come from the directory `lazaretctl pki init` made (`ca.pem`,
+//! `NAME.pem`, `NAME-key.pem`); a client without a certificate from that CA is refused in the
+//! handshake, before any handler runs.
+
+pub mod identity;
+pub mod service;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use lazaret_proto::v1::agent_service_server::AgentServiceServer;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tracing::{error, info};
+
+pub use self::service::AgentApi;
+
+/// Where and as whom the API is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiSettings {
+    pub listen: SocketAddr,
+    /// Holds `ca.pem` and the server's `NAME.pem` / `NAME-key.pem`.
+    pub tls_dir: PathBuf,
+    /// Whose certificate the server presents (the node's name).
+    pub cert_name: String,
+}
+
+/// Reads the server's TLS material; the error names the file and how to make it.
+fn tls_config(settings: &ApiSettings) -> anyhow::Result<ServerTlsConfig> {
+    let read = |path: PathBuf| {
+        std::fs::read(&path).with_context(|| {
+            format!(
+                "cannot read {}: make the PKI with `lazaretctl pki init --dir {}` (or `pki issue \
+                 --role node --name {}`)",
+                path.display(),
+                settings.tls_dir.display(),
+                settings.cert_name
+            )
+        })
+    };
+    let dir: &Path = &settings.tls_dir;
+    let ca = read(dir.join("ca.pem"))?;
+    let cert = read(dir.join(format!("{}.pem", settings.cert_name)))?;
+    let key = read(dir.join(format!("{}-key.pem", settings.cert_name)))?;
+    Ok(ServerTlsConfig::new()
+        .identity(Identity::from_pem(cert, key))
+        .client_ca_root(Certificate::from_pem(ca)))
+}
+
+/// Binds `settings.listen` and serves until `shutdown`. Returns the bound address (a `:0` port is
+/// resolved) and the server task.
+pub async fn serve(
+    settings: &ApiSettings,
+    api: AgentApi,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    let tls = tls_config(settings)?;
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot bind the API on {}", settings.listen))?;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the API address")?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<AgentServiceServer<AgentApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(lazaret_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("cannot build the reflection service")?;
+    let router = Server::builder()
+        .tls_config(tls)
+        .context("the API's TLS configuration was refused")?
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(AgentServiceServer::new(api));
+    info!(address = %bound, cert = %settings.cert_name, "API listening (TLS, client certificates required)");
+    let task = tokio::spawn(async move {
+        let incoming = TcpListenerStream::new(listener);
+        let served = router
+            .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+            .await;
+        if let Err(served) = served {
+            error!(error = %served, "the API server stopped");
+        }
+    });
+    Ok((bound, task))
+}

@@ -1,0 +1,225 @@
+//! `lazaretctl` against a real agent process over mutual TLS, on the real Docker engine:
+//! quarantine then release a container by name, with the engine, `container` and `events
+//! --follow` agreeing at each step; what each role may not do (viewer quarantine, operator
+//! `--force`), and handshakes refused without a certificate from the fleet CA.
+//!
+//! Deadlines are generous; nothing here measures time.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use lazaret_core::roles::Role;
+use lazaret_tests::agent_process::{AgentProcess, workspace_binary};
+use lazaret_tests::{BUSYBOX_IMAGE, TestContainers, ensure_busybox_image, init_tracing};
+use lazaretctl::pki;
+use serde_json::Value;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `lazaretctl --agent ADDR --tls-dir DIR --as WHO ARGS…`.
+fn ctl(address: &str, tls_dir: &Path, identity: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(workspace_binary("lazaretctl").unwrap());
+    command
+        .args(["--agent", address, "--tls-dir"])
+        .arg(tls_dir)
+        .args(["--as", identity])
+        .args(args)
+        .env_remove("LAZARET_AGENT")
+        .env_remove("LAZARET_TLS_DIR");
+    command
+}
+
+fn run(mut command: Command) -> Output {
+    command.output().unwrap()
+}
+
+fn json_of(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn quarantine_and_release_by_name_through_the_cli_with_roles_enforced() {
+    init_tracing();
+    ensure_busybox_image(None).unwrap();
+    let containers = TestContainers::new(None);
+    let dir = tempfile::tempdir().unwrap();
+    let pki_dir = dir.path().join("pki");
+    pki::init(&pki_dir, 1).unwrap();
+    pki::issue(&pki_dir, Role::Viewer, "alice", &[]).unwrap();
+    pki::issue(&pki_dir, Role::Operator, "olga", &[]).unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(
+        policies.join("observe.yaml"),
+        "apiVersion: lazaret.dev/v1\nkind: Policy\nname: observe\nrules: [{check: privileged}]\n",
+    )
+    .unwrap();
+    let address = format!("127.0.0.1:{}", free_port());
+    let config = format!(
+        "node_name = \"node-1\"\n[metrics]\nlisten = \"\"\n[containerd]\nenabled = false\n\
+         [api]\nlisten = \"{address}\"\ntls_dir = \"{}\"\n",
+        pki_dir.display()
+    );
+    let agent_dir = dir.path().join("agent");
+    std::fs::create_dir(&agent_dir).unwrap();
+    let agent = AgentProcess::start(&agent_dir, &config, &policies).unwrap();
+    agent
+        .wait_for("the API listening", DEADLINE, || {
+            agent.log().contains("API listening")
+        })
+        .unwrap();
+
+    let target = containers
+        .run("cli-target", &[BUSYBOX_IMAGE, "sleep", "600"])
+        .unwrap();
+    let name = containers.container_name("cli-target");
+    let admin = |args: &[&str]| ctl(&address, &pki_dir, "admin", args);
+    agent
+        .wait_for("the container listed", DEADLINE, || {
+            run(admin(&["containers", "-o", "json"]))
+                .stdout
+                .windows(name.len())
+                .any(|window| window == name.as_bytes())
+        })
+        .unwrap();
+
+    // `events --follow` from now on, in the background.
+    let head = json_of(&run(admin(&["audit", "-o", "json"])))
+        .as_array()
+        .map_or(0, Vec::len);
+    let mut follower = admin(&[
+        "events",
+        "--follow",
+        "-o",
+        "json",
+        "--from",
+        &(head + 1).to_string(),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let (lines, received) = mpsc::channel();
+    let follower_out = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(follower_out).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+
+    // Roles: a viewer may not quarantine, an operator may not force.
+    let denied = run(ctl(
+        &address,
+        &pki_dir,
+        "alice",
+        &["quarantine", &name, "--reason", "test"],
+    ));
+    assert_eq!(denied.status.code(), Some(1), "{}", stderr(&denied));
+    assert!(
+        stderr(&denied).contains("not allowed: alice (viewer)"),
+        "{}",
+        stderr(&denied)
+    );
+    let forced = run(ctl(
+        &address,
+        &pki_dir,
+        "olga",
+        &["quarantine", &name, "--reason", "test", "--force"],
+    ));
+    assert_eq!(forced.status.code(), Some(1), "{}", stderr(&forced));
+    assert!(
+        stderr(&forced).contains("quarantine with --force"),
+        "{}",
+        stderr(&forced)
+    );
+    let state = |container: &str| {
+        containers
+            .docker(&["inspect", "-f", "{{.State.Status}}", container])
+            .unwrap()
+    };
+    assert_eq!(state(&target), "running");
+
+    // An operator quarantines by name: engine and detail agree.
+    let record = json_of(&run(ctl(
+        &address,
+        &pki_dir,
+        "olga",
+        &[
+            "quarantine",
+            &name,
+            "--reason",
+            "e2e: suspicious",
+            "-o",
+            "json",
+        ],
+    )));
+    assert_eq!(record["state"], "applied", "{record}");
+    assert_eq!(record["actor"], "olga");
+    assert_eq!(state(&target), "paused");
+    let detail = json_of(&run(admin(&["container", &name, "-o", "json"])));
+    assert_eq!(detail["id"], target.as_str());
+    assert_eq!(detail["quarantine"]["state"], "applied");
+    assert_eq!(detail["quarantine"]["source"], "operator");
+
+    let released = json_of(&run(ctl(
+        &address,
+        &pki_dir,
+        "olga",
+        &["release", &name, "--reason", "e2e: cleared", "-o", "json"],
+    )));
+    assert_eq!(released["state"], "released");
+    assert_eq!(state(&target), "running");
+    let detail = json_of(&run(admin(&["container", &name, "-o", "json"])));
+    assert_eq!(detail["quarantine"]["state"], "released");
+
+    // The follower saw both, as they happened.
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !seen
+        .iter()
+        .any(|event: &Value| event["action"] == "release")
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = received
+            .recv_timeout(left)
+            .expect("events --follow printed the release");
+        seen.push(serde_json::from_str(&line).unwrap());
+    }
+    assert!(seen.iter().any(|event| event["action"] == "quarantine"
+        && event["actor"] == "olga"
+        && event["target"] == target.as_str()));
+    let _killed = follower.kill();
+    let _reaped = follower.wait();
+
+    let verified = json_of(&run(admin(&["audit", "--verify", "-o", "json"])));
+    assert_eq!(verified["intact"], true);
+
+    // Handshakes: a certificate from another CA is refused before any handler runs.
+    let other = dir.path().join("other-pki");
+    pki::init(&other, 1).unwrap();
+    let stranger = run(ctl(&address, &other, "admin", &["containers"]));
+    assert_eq!(stranger.status.code(), Some(3), "{}", stderr(&stranger));
+}
