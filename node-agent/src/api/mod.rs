@@ -74,16 +74,24 @@ pub async fn serve(
         .context("cannot read the API address")?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<AgentServiceServer<AgentApi>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(lazaret_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Both reflection versions: grpcurl asks v1, grpcio's client library v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(lazaret_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
         .build_v1()
+        .context("cannot build the reflection service")?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
         .context("cannot build the reflection service")?;
     let router = Server::builder()
         .tls_config(tls)
         .context("the API's TLS configuration was refused")?
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(AgentServiceServer::new(api));
     info!(address = %bound, cert = %settings.cert_name, "API listening (TLS, client certificates required)");
     let task = tokio::spawn(async move {

@@ -6,7 +6,7 @@
 //! Deadlines are generous; nothing here measures time.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -58,38 +58,63 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// An agent process serving the API with a fresh PKI (`admin`, viewer `alice`, operator `olga`).
+struct ApiAgent {
+    dir: tempfile::TempDir,
+    pki_dir: PathBuf,
+    address: String,
+    agent: AgentProcess,
+}
+
+impl ApiAgent {
+    fn start() -> ApiAgent {
+        let dir = tempfile::tempdir().unwrap();
+        let pki_dir = dir.path().join("pki");
+        pki::init(&pki_dir, 1).unwrap();
+        pki::issue(&pki_dir, Role::Viewer, "alice", &[]).unwrap();
+        pki::issue(&pki_dir, Role::Operator, "olga", &[]).unwrap();
+        let policies = dir.path().join("policies");
+        std::fs::create_dir(&policies).unwrap();
+        std::fs::write(
+            policies.join("observe.yaml"),
+            "apiVersion: lazaret.dev/v1\nkind: Policy\nname: observe\nrules: [{check: privileged}]\n",
+        )
+        .unwrap();
+        let address = format!("127.0.0.1:{}", free_port());
+        let config = format!(
+            "node_name = \"node-1\"\n[metrics]\nlisten = \"\"\n[containerd]\nenabled = false\n\
+             [api]\nlisten = \"{address}\"\ntls_dir = \"{}\"\n",
+            pki_dir.display()
+        );
+        let agent_dir = dir.path().join("agent");
+        std::fs::create_dir(&agent_dir).unwrap();
+        let agent = AgentProcess::start(&agent_dir, &config, &policies).unwrap();
+        agent
+            .wait_for("the API listening", DEADLINE, || {
+                agent.log().contains("API listening")
+            })
+            .unwrap();
+        ApiAgent {
+            dir,
+            pki_dir,
+            address,
+            agent,
+        }
+    }
+}
+
 #[test]
 fn quarantine_and_release_by_name_through_the_cli_with_roles_enforced() {
     init_tracing();
     ensure_busybox_image(None).unwrap();
     let containers = TestContainers::new(None);
-    let dir = tempfile::tempdir().unwrap();
-    let pki_dir = dir.path().join("pki");
-    pki::init(&pki_dir, 1).unwrap();
-    pki::issue(&pki_dir, Role::Viewer, "alice", &[]).unwrap();
-    pki::issue(&pki_dir, Role::Operator, "olga", &[]).unwrap();
-    let policies = dir.path().join("policies");
-    std::fs::create_dir(&policies).unwrap();
-    std::fs::write(
-        policies.join("observe.yaml"),
-        "apiVersion: lazaret.dev/v1\nkind: Policy\nname: observe\nrules: [{check: privileged}]\n",
-    )
-    .unwrap();
-    let address = format!("127.0.0.1:{}", free_port());
-    let config = format!(
-        "node_name = \"node-1\"\n[metrics]\nlisten = \"\"\n[containerd]\nenabled = false\n\
-         [api]\nlisten = \"{address}\"\ntls_dir = \"{}\"\n",
-        pki_dir.display()
+    let api = ApiAgent::start();
+    let (dir, pki_dir, address, agent) = (
+        api.dir.path(),
+        &api.pki_dir,
+        api.address.as_str(),
+        &api.agent,
     );
-    let agent_dir = dir.path().join("agent");
-    std::fs::create_dir(&agent_dir).unwrap();
-    let agent = AgentProcess::start(&agent_dir, &config, &policies).unwrap();
-    agent
-        .wait_for("the API listening", DEADLINE, || {
-            agent.log().contains("API listening")
-        })
-        .unwrap();
-
     let target = containers
         .run("cli-target", &[BUSYBOX_IMAGE, "sleep", "600"])
         .unwrap();
@@ -218,8 +243,78 @@ fn quarantine_and_release_by_name_through_the_cli_with_roles_enforced() {
     assert_eq!(verified["intact"], true);
 
     // Handshakes: a certificate from another CA is refused before any handler runs.
-    let other = dir.path().join("other-pki");
+    let other = dir.join("other-pki");
     pki::init(&other, 1).unwrap();
     let stranger = run(ctl(&address, &other, "admin", &["containers"]));
     assert_eq!(stranger.status.code(), Some(3), "{}", stderr(&stranger));
+}
+
+/// Installs Python's gRPC client libraries from PyPI into the target directory (once per
+/// checkout) and returns the directory for `PYTHONPATH`.
+fn python_grpc() -> PathBuf {
+    let target = workspace_binary("lazaret-agent")
+        .unwrap()
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("python-grpc");
+    if !target.join("grpc_reflection").is_dir() {
+        let installed = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&target)
+            .args(["grpcio", "grpcio-reflection", "grpcio-health-checking"])
+            .status()
+            .unwrap();
+        assert!(installed.success(), "pip install of grpcio failed");
+    }
+    target
+}
+
+#[test]
+fn a_python_grpc_client_lists_services_by_reflection_and_gets_serving() {
+    init_tracing();
+    let python_path = python_grpc();
+    let api = ApiAgent::start();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/grpc_probe.py");
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(&api.address)
+        .arg(&api.pki_dir)
+        .env("PYTHONPATH", python_path)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{printed}\n{}\nagent log:\n{}",
+        stderr(&output),
+        api.agent.log_tail()
+    );
+    let report: Value = serde_json::from_str(printed.trim()).unwrap();
+    assert_eq!(report["health"], "SERVING");
+    let services: Vec<&str> = report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        services.contains(&"lazaret.v1.AgentService"),
+        "{services:?}"
+    );
+    assert!(
+        services.contains(&"grpc.reflection.v1alpha.ServerReflection"),
+        "{services:?}"
+    );
+    assert!(
+        report["without_certificate"].is_string(),
+        "a client without a certificate got through: {report}"
+    );
 }
