@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Runs Lazaret locally: the node agent against this machine's Docker engine, with metrics on
-# http://127.0.0.1:9464/metrics. Stop it with Ctrl-C. (A local fleet of several agents and a
-# controller arrives with issues 6/11 and 7/11.) Extra arguments go to `lazaret-agent run`.
+# Runs Lazaret locally: `lazaretctl dev up`, a dev PKI and an agent against this machine's
+# Docker engine (its gRPC API on 127.0.0.1:7443, metrics on 127.0.0.1:9464). Stop it with Ctrl-C.
+# Arguments go to `lazaretctl dev up`, e.g. `--agents 2` or `--policy-dir deploy/policies`.
+# (The controller and peer-to-peer sync join the fleet with issues 6/11 and 7/11.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/bootstrap.sh
-cargo build --locked -p lazaret-agent
-exec ./target/debug/lazaret-agent --config deploy/config/agent.toml run "$@"
+cargo build --locked -p lazaret-agent -p lazaretctl
+echo "lazaretctl is ./target/debug/lazaretctl (add $(pwd)/target/debug to PATH)"
+exec ./target/debug/lazaretctl dev up --dir .lazaret/dev "$@"

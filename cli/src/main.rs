@@ -6,6 +6,7 @@
 
 mod agent;
 mod client;
+mod dev;
 mod policy;
 
 use std::path::PathBuf;
@@ -158,6 +159,9 @@ enum Command {
     /// Make and extend the fleet's PKI (CA and certificates with roles).
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// A local fleet for trying Lazaret: agents against this machine's engine, with a dev PKI.
+    #[command(subcommand)]
+    Dev(DevCommand),
     /// Print a shell completion script, e.g. `lazaretctl completions bash > /etc/bash_completion.d/lazaretctl`.
     Completions { shell: clap_complete::Shell },
 }
@@ -175,6 +179,20 @@ enum PolicyCommand {
     Test {
         #[arg(required = true, value_name = "FILE|DIR")]
         paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DevCommand {
+    /// Start N agents (node-1…) with a dev PKI in DIR, write DIR/env, and stop them on Ctrl-C.
+    Up {
+        #[arg(long, default_value_t = 1)]
+        agents: usize,
+        #[arg(long, default_value = ".lazaret/dev")]
+        dir: PathBuf,
+        /// Policies every agent enforces (repeatable); none: operators quarantine by hand.
+        #[arg(long, value_name = "DIR|FILE")]
+        policy_dir: Vec<PathBuf>,
     },
 }
 
@@ -241,6 +259,11 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Pki(command) => pki_command(command),
+        Command::Dev(DevCommand::Up {
+            agents,
+            dir,
+            policy_dir,
+        }) => dev::up(&dir, agents, &policy_dir),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

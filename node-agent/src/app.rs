@@ -19,7 +19,7 @@ use crate::enforce::engine::{Enforced, Enforcer, EnforcerHandle};
 use crate::enforce::policy_files::PolicyFiles;
 use crate::enforce::quarantine::{NetnsCutter, QuarantineConfig, QuarantineManager, SystemClock};
 use crate::enforce::runtimes::Runtimes;
-use crate::inventory::{self, InventoryHandle};
+use crate::inventory::{self, InventoryHandle, Ownership};
 use crate::metrics::{self, Metrics};
 use crate::report::{ContainerReport, PostureReport, RuntimeReport};
 use crate::runtime::ContainerRuntime;
@@ -126,6 +126,7 @@ pub async fn start(
         config.backoff,
         runtimes,
         starts,
+        Some(config.ownership.clone()),
         shutdown.clone(),
     )
     .await?;
@@ -201,7 +202,7 @@ pub async fn start_with_backoff(
     runtimes: Vec<Arc<dyn ContainerRuntime>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningAgent> {
-    start_parts(metrics_listen, backoff, runtimes, None, shutdown).await
+    start_parts(metrics_listen, backoff, runtimes, None, None, shutdown).await
 }
 
 /// The metrics endpoint, the inventory and one watcher per runtime; with `starts`, the watchers
@@ -211,6 +212,7 @@ async fn start_parts(
     backoff: Backoff,
     runtimes: Vec<Arc<dyn ContainerRuntime>>,
     starts: Option<mpsc::Sender<StartSignal>>,
+    ownership: Option<Ownership>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningAgent> {
     let metrics = Metrics::new();
@@ -226,7 +228,8 @@ async fn start_parts(
         }
         None => None,
     };
-    let (inventory, inventory_task) = inventory::spawn(metrics.clone(), shutdown.clone());
+    let (inventory, inventory_task) =
+        inventory::spawn_owning(metrics.clone(), ownership, shutdown.clone());
     tasks.spawn(async move {
         drop(inventory_task.await);
     });

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::api::ApiSettings;
+use crate::inventory::Ownership;
 use crate::runtime::containerd;
 use crate::store::Durability;
 use crate::telemetry::LogFormat;
@@ -240,6 +241,9 @@ pub struct RawWatch {
     /// The longest reconnect delay, e.g. `5s`.
     #[serde(with = "humantime_serde")]
     pub backoff_max: Duration,
+    /// Whether this agent owns containers without a `lazaret.io/node` label (agents sharing an
+    /// engine: the first one does, the others do not).
+    pub claim_unlabelled: bool,
 }
 
 impl Default for RawWatch {
@@ -247,6 +251,7 @@ impl Default for RawWatch {
         RawWatch {
             backoff_initial: Duration::from_millis(200),
             backoff_max: Duration::from_secs(5),
+            claim_unlabelled: true,
         }
     }
 }
@@ -269,6 +274,8 @@ pub struct AgentConfig {
     pub policy_reload: Option<Duration>,
     /// The gRPC API, when a TLS directory is configured.
     pub api: Option<ApiSettings>,
+    /// Which containers this agent owns (`lazaret.io/node`, `watch.claim_unlabelled`).
+    pub ownership: Ownership,
     pub state_dir: PathBuf,
     pub durability: Durability,
     pub enforcement: EnforcementConfig,
@@ -392,8 +399,13 @@ impl RawConfig {
                 cert_name,
             })
         };
+        let ownership = Ownership {
+            node: node_name.clone(),
+            claim_unlabelled: self.watch.claim_unlabelled,
+        };
         Ok(AgentConfig {
             api,
+            ownership,
             policy_dirs: self.policies.dirs,
             policy_reload: Some(self.policies.reload_interval).filter(|every| !every.is_zero()),
             state_dir: self.state.dir,

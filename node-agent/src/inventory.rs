@@ -88,6 +88,18 @@ impl InventoryHandle {
 struct Inventory {
     containers: BTreeMap<ContainerId, Arc<InventoryEntry>>,
     version: u64,
+    /// `None`: every container.
+    ownership: Option<Ownership>,
+}
+
+impl Inventory {
+    fn new(ownership: Option<Ownership>) -> Self {
+        Inventory {
+            containers: BTreeMap::new(),
+            version: 0,
+            ownership,
+        }
+    }
 }
 
 /// Whether `incoming` may replace `existing`: Docker's view of a container beats containerd's.
@@ -97,6 +109,15 @@ fn may_replace(existing: &ContainerInfo, incoming: &ContainerInfo) -> bool {
 
 impl Inventory {
     fn upsert(&mut self, info: ContainerInfo) {
+        if self
+            .ownership
+            .as_ref()
+            .is_some_and(|ownership| !ownership.owns(&info))
+        {
+            // Relabelled to another node, or never ours.
+            self.containers.remove(&info.id);
+            return;
+        }
         if let Some(existing) = self.containers.get(&info.id)
             && !may_replace(&existing.info, &info)
         {
@@ -149,10 +170,7 @@ impl Inventory {
 /// A one-off inventory from complete lists (what `scan` sees), merged by the same rules as the
 /// live one: one entry per container, Docker's view winning over containerd's.
 pub fn merge_lists(lists: Vec<(RuntimeKind, Vec<ContainerInfo>)>) -> InventorySnapshot {
-    let mut inventory = Inventory {
-        containers: BTreeMap::new(),
-        version: 0,
-    };
+    let mut inventory = Inventory::new(None);
     for (runtime, containers) in lists {
         inventory.apply(InventoryUpdate::Resync {
             runtime,
@@ -165,9 +183,39 @@ pub fn merge_lists(lists: Vec<(RuntimeKind, Vec<ContainerInfo>)>) -> InventorySn
     }
 }
 
-/// Starts the task that owns the inventory. It ends when `shutdown` fires or every sender is
-/// dropped.
+/// The label that gives a container to one agent when several share one engine.
+pub const NODE_LABEL: &str = "lazaret.io/node";
+
+/// Which containers this agent owns: those labelled [`NODE_LABEL`]` = <its node>`, and unlabelled
+/// ones when it claims them (the first agent on an engine does; the others leave them to it).
+/// Containers it does not own are not in its inventory: never judged, never acted on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ownership {
+    pub node: String,
+    pub claim_unlabelled: bool,
+}
+
+impl Ownership {
+    pub fn owns(&self, info: &ContainerInfo) -> bool {
+        match info.labels.get(NODE_LABEL) {
+            Some(node) => *node == self.node,
+            None => self.claim_unlabelled,
+        }
+    }
+}
+
+/// Starts the task that owns the inventory, holding every container. It ends when `shutdown`
+/// fires or every sender is dropped.
 pub fn spawn(metrics: Metrics, shutdown: CancellationToken) -> (InventoryHandle, JoinHandle<()>) {
+    spawn_owning(metrics, None, shutdown)
+}
+
+/// Like [`spawn`], holding only the containers `ownership` gives this agent.
+pub fn spawn_owning(
+    metrics: Metrics,
+    ownership: Option<Ownership>,
+    shutdown: CancellationToken,
+) -> (InventoryHandle, JoinHandle<()>) {
     let (update_sender, mut update_receiver) = mpsc::channel(UPDATE_QUEUE);
     let (snapshot_sender, snapshot_receiver) =
         watch::channel(Arc::new(InventorySnapshot::default()));
@@ -175,10 +223,7 @@ pub fn spawn(metrics: Metrics, shutdown: CancellationToken) -> (InventoryHandle,
     // per update (that is O(containers × checks) and would sit on the enforcement fast path).
     metrics.follow_inventory(snapshot_receiver.clone());
     let task = tokio::spawn(async move {
-        let mut inventory = Inventory {
-            containers: BTreeMap::new(),
-            version: 0,
-        };
+        let mut inventory = Inventory::new(ownership);
         loop {
             let update = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -217,11 +262,49 @@ mod tests {
     }
 
     #[test]
-    fn resync_replaces_only_that_runtimes_containers() {
-        let mut inventory = Inventory {
-            containers: BTreeMap::new(),
-            version: 0,
+    fn an_agent_holds_only_the_containers_it_owns() {
+        let labelled = |id: &str, node: Option<&str>| {
+            let mut info = container(id, RuntimeKind::Docker);
+            if let Some(node) = node {
+                info.labels.insert(NODE_LABEL.into(), node.into());
+            }
+            info
         };
+        let held = |claim_unlabelled: bool| {
+            let mut inventory = Inventory::new(Some(Ownership {
+                node: "node-2".into(),
+                claim_unlabelled,
+            }));
+            inventory.apply(InventoryUpdate::Resync {
+                runtime: RuntimeKind::Docker,
+                containers: vec![
+                    labelled("mine", Some("node-2")),
+                    labelled("theirs", Some("node-1")),
+                    labelled("nobodys", None),
+                ],
+            });
+            // Relabelled to another node: it leaves.
+            inventory.apply(InventoryUpdate::Upsert(Box::new(labelled(
+                "mine",
+                Some("node-3"),
+            ))));
+            inventory.apply(InventoryUpdate::Upsert(Box::new(labelled(
+                "also-mine",
+                Some("node-2"),
+            ))));
+            inventory
+                .containers
+                .keys()
+                .map(|id| id.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(held(false), ["also-mine"]);
+        assert_eq!(held(true), ["also-mine", "nobodys"]);
+    }
+
+    #[test]
+    fn resync_replaces_only_that_runtimes_containers() {
+        let mut inventory = Inventory::new(None);
         inventory.apply(InventoryUpdate::Upsert(Box::new(container(
             "a",
             RuntimeKind::Docker,
@@ -252,10 +335,7 @@ mod tests {
 
     #[test]
     fn a_docker_container_seen_in_containerd_is_one_entry_and_docker_wins() {
-        let mut inventory = Inventory {
-            containers: BTreeMap::new(),
-            version: 0,
-        };
+        let mut inventory = Inventory::new(None);
         let mut through_containerd = container("same", RuntimeKind::Containerd);
         through_containerd.namespace = "moby".into();
         inventory.apply(InventoryUpdate::Upsert(Box::new(
@@ -294,10 +374,7 @@ mod tests {
 
     #[test]
     fn entries_carry_findings_for_every_check() {
-        let mut inventory = Inventory {
-            containers: BTreeMap::new(),
-            version: 0,
-        };
+        let mut inventory = Inventory::new(None);
         inventory.apply(InventoryUpdate::Upsert(Box::new(container(
             "a",
             RuntimeKind::Docker,

@@ -119,7 +119,7 @@ fn quarantine_and_release_by_name_through_the_cli_with_roles_enforced() {
         .run("cli-target", &[BUSYBOX_IMAGE, "sleep", "600"])
         .unwrap();
     let name = containers.container_name("cli-target");
-    let admin = |args: &[&str]| ctl(&address, &pki_dir, "admin", args);
+    let admin = |args: &[&str]| ctl(address, pki_dir, "admin", args);
     agent
         .wait_for("the container listed", DEADLINE, || {
             run(admin(&["containers", "-o", "json"]))
@@ -157,8 +157,8 @@ fn quarantine_and_release_by_name_through_the_cli_with_roles_enforced() {
 
     // Roles: a viewer may not quarantine, an operator may not force.
     let denied = run(ctl(
-        &address,
-        &pki_dir,
+        address,
+        pki_dir,
         "alice",
         &["quarantine", &name, "--reason", "test"],
     ));
@@ -169,8 +169,8 @@ fn quarantine_and_release_by_name_through_the_cli_with_roles_enforced() {
         stderr(&denied)
     );
     let forced = run(ctl(
-        &address,
-        &pki_dir,
+        address,
+        pki_dir,
         "olga",
         &["quarantine", &name, "--reason", "test", "--force"],
     ));
@@ -189,8 +189,8 @@ fn quarantine_and_release_by_name_through_the_cli_with_roles_enforced() {
 
     // An operator quarantines by name: engine and detail agree.
     let record = json_of(&run(ctl(
-        &address,
-        &pki_dir,
+        address,
+        pki_dir,
         "olga",
         &[
             "quarantine",
@@ -210,8 +210,8 @@ fn quarantine_and_release_by_name_through_the_cli_with_roles_enforced() {
     assert_eq!(detail["quarantine"]["source"], "operator");
 
     let released = json_of(&run(ctl(
-        &address,
-        &pki_dir,
+        address,
+        pki_dir,
         "olga",
         &["release", &name, "--reason", "e2e: cleared", "-o", "json"],
     )));
@@ -245,7 +245,7 @@ fn quarantine_and_release_by_name_through_the_cli_with_roles_enforced() {
     // Handshakes: a certificate from another CA is refused before any handler runs.
     let other = dir.join("other-pki");
     pki::init(&other, 1).unwrap();
-    let stranger = run(ctl(&address, &other, "admin", &["containers"]));
+    let stranger = run(ctl(address, &other, "admin", &["containers"]));
     assert_eq!(stranger.status.code(), Some(3), "{}", stderr(&stranger));
 }
 
@@ -316,5 +316,100 @@ fn a_python_grpc_client_lists_services_by_reflection_and_gets_serving() {
     assert!(
         report["without_certificate"].is_string(),
         "a client without a certificate got through: {report}"
+    );
+}
+
+/// The environment `dev up` wrote to `DIR/env` (`export KEY=value` lines).
+fn dev_env(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_readme_quick_start_brings_a_fleet_up_quarantines_and_stops_on_ctrl_c() {
+    init_tracing();
+    ensure_busybox_image(None).unwrap();
+    let containers = TestContainers::new(None);
+    let dir = tempfile::tempdir().unwrap();
+    let fleet_dir = dir.path().join("dev");
+    let mut fleet = Command::new(workspace_binary("lazaretctl").unwrap())
+        .args(["dev", "up", "--dir"])
+        .arg(&fleet_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let env_path = fleet_dir.join("env");
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while dev_env(&env_path).len() < 4 {
+        assert!(std::time::Instant::now() < deadline, "dev up wrote no env");
+        assert!(fleet.try_wait().unwrap().is_none(), "dev up exited early");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let env = dev_env(&env_path);
+    let keys: Vec<&str> = env.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "LAZARET_AGENT",
+            "LAZARET_AGENTS",
+            "LAZARET_NODES",
+            "LAZARET_TLS_DIR"
+        ]
+    );
+    // What a user who ran `source DIR/env` types.
+    let lazaretctl = |args: &[&str]| {
+        let mut command = Command::new(workspace_binary("lazaretctl").unwrap());
+        command.args(args).envs(env.iter().cloned());
+        run(command)
+    };
+    let target = containers
+        .run("readme", &[BUSYBOX_IMAGE, "sleep", "600"])
+        .unwrap();
+    let name = containers.container_name("readme");
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !String::from_utf8_lossy(&lazaretctl(&["containers"]).stdout).contains(&target[..12]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container never listed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let quarantined = lazaretctl(&["quarantine", &name, "--reason", "trying Lazaret"]);
+    assert!(quarantined.status.success(), "{}", stderr(&quarantined));
+    let state = || {
+        containers
+            .docker(&["inspect", "-f", "{{.State.Status}}", &target])
+            .unwrap()
+    };
+    assert_eq!(state(), "paused");
+    let released = lazaretctl(&["release", &name, "--reason", "done"]);
+    assert!(released.status.success(), "{}", stderr(&released));
+    assert_eq!(state(), "running");
+
+    // Ctrl-C stops the agents too.
+    let interrupted = Command::new("kill")
+        .args(["-INT", &fleet.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while fleet.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "dev up did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let leftover = Command::new("pgrep")
+        .arg("-f")
+        .arg(fleet_dir.to_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        leftover.stdout.is_empty(),
+        "agents left running: {}",
+        String::from_utf8_lossy(&leftover.stdout)
     );
 }

@@ -1,0 +1,263 @@
+//! `lazaretctl dev up`: a local fleet in one command, against this machine's engine. Makes (or
+//! reuses) a dev PKI, starts N agents with their own state directories and ports, waits until
+//! each API answers, writes `DIR/env` for scripts, prints how to use the CLI, and stops every
+//! agent on Ctrl-C (or when one of them exits).
+//!
+//! Agents share the engine: `node-K` owns the containers labelled `lazaret.io/node=node-K`;
+//! unlabelled ones belong to `node-1`. The controller ([7/11]) and gossip ([6/11]) join later.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use lazaretctl::pki;
+
+use crate::client::{self, Target};
+
+/// The first agent's API port; agent K listens on `BASE_API_PORT + K - 1` (or a free one).
+const BASE_API_PORT: u16 = 7443;
+/// The first agent's metrics port, likewise.
+const BASE_METRICS_PORT: u16 = 9464;
+/// How long an agent may take to answer on its API.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One started agent.
+struct DevAgent {
+    node: String,
+    api: String,
+    metrics: String,
+    log: PathBuf,
+    child: Child,
+}
+
+/// `port` if it is free on loopback, else any free one.
+fn port_from(port: u16) -> anyhow::Result<u16> {
+    if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        return Ok(port);
+    }
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The agent binary: next to this one (a cargo build or an install), else on `PATH`.
+fn agent_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("lazaret-agent")))
+        .filter(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from("lazaret-agent"))
+}
+
+fn start_agent(
+    dir: &Path,
+    pki_dir: &Path,
+    index: usize,
+    policy_dirs: &[PathBuf],
+) -> anyhow::Result<DevAgent> {
+    let node = format!("node-{index}");
+    let offset = u16::try_from(index - 1).context("too many agents")?;
+    let api = format!("127.0.0.1:{}", port_from(BASE_API_PORT + offset)?);
+    let metrics = format!("127.0.0.1:{}", port_from(BASE_METRICS_PORT + offset)?);
+    let home = dir.join(&node);
+    std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
+    let config = home.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "node_name = \"{node}\"\n[watch]\nclaim_unlabelled = {}\n",
+            index == 1
+        ),
+    )
+    .with_context(|| format!("cannot write {}", config.display()))?;
+    let log = home.join("agent.log");
+    let log_file =
+        std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+    let mut command = Command::new(agent_binary());
+    command
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "--api-listen", &api, "--metrics-listen", &metrics])
+        .arg("--tls-dir")
+        .arg(pki_dir)
+        .arg("--state-dir")
+        .arg(home.join("state"));
+    for policies in policy_dirs {
+        command.arg("--policy-dir").arg(policies);
+    }
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .spawn()
+        .context("cannot start lazaret-agent (build it with `cargo build -p lazaret-agent`)")?;
+    Ok(DevAgent {
+        node,
+        api,
+        metrics,
+        log,
+        child,
+    })
+}
+
+/// Waits until `agent`'s API answers an authenticated call.
+async fn wait_ready(agent: &mut DevAgent, pki_dir: &Path) -> anyhow::Result<()> {
+    let target = Target {
+        agent: agent.api.clone(),
+        tls_dir: pki_dir.to_path_buf(),
+        identity: "admin".into(),
+    };
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Some(status) = agent.child.try_wait()? {
+            let log = std::fs::read_to_string(&agent.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            bail!(
+                "{} exited ({status}) while starting; the end of {}:\n{}",
+                agent.node,
+                agent.log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        if let Ok(mut connected) = client::connect(&target).await
+            && connected
+                .verify_audit(client::request(lazaret_proto::v1::VerifyAuditRequest {}))
+                .await
+                .is_ok()
+        {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{} did not answer on {} within {READY_TIMEOUT:?}; see {}",
+                agent.node,
+                agent.api,
+                agent.log.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The `DIR/env` file: `export KEY=value` lines a shell sources and a script parses.
+fn env_file(agents: &[DevAgent], pki_dir: &Path) -> String {
+    let join = |pick: fn(&DevAgent) -> &str| agents.iter().map(pick).collect::<Vec<_>>().join(",");
+    format!(
+        "export LAZARET_AGENT={}\nexport LAZARET_AGENTS={}\nexport LAZARET_NODES={}\n\
+         export LAZARET_TLS_DIR={}\n",
+        agents[0].api,
+        join(|agent| &agent.api),
+        join(|agent| &agent.node),
+        pki_dir.display()
+    )
+}
+
+async fn run(dir: &Path, count: usize, policy_dirs: &[PathBuf]) -> anyhow::Result<()> {
+    if count == 0 {
+        bail!("--agents must be at least 1");
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let pki_dir = dir.join("pki");
+    if pki_dir.join(pki::CA_CERT).exists() {
+        for index in 1..=count {
+            let name = format!("node-{index}");
+            if !pki::cert_paths(&pki_dir, &name).0.exists() {
+                pki::issue(&pki_dir, lazaret_core::roles::Role::Node, &name, &[])?;
+            }
+        }
+    } else {
+        pki::init(&pki_dir, count)?;
+    }
+    let mut agents = Vec::new();
+    let started: anyhow::Result<()> = async {
+        for index in 1..=count {
+            agents.push(start_agent(&dir, &pki_dir, index, policy_dirs)?);
+            let agent = agents.last_mut().expect("just pushed");
+            wait_ready(agent, &pki_dir).await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(error) = started {
+        stop(&mut agents);
+        return Err(error);
+    }
+    let env = dir.join("env");
+    std::fs::write(&env, env_file(&agents, &pki_dir))
+        .with_context(|| format!("cannot write {}", env.display()))?;
+    println!("Lazaret dev fleet is up ({count} agent(s) on this machine's engine):");
+    for agent in &agents {
+        println!(
+            "  {:<8} API {}  metrics http://{}/metrics  log {}",
+            agent.node,
+            agent.api,
+            agent.metrics,
+            agent.log.display()
+        );
+    }
+    println!("\nIn another shell:");
+    println!("  source {}", env.display());
+    println!("  lazaretctl containers");
+    println!("  lazaretctl quarantine NAME --reason \"why\"     # cut the network and pause");
+    println!("  lazaretctl events --follow");
+    println!("  lazaretctl release NAME --reason \"why\"");
+    println!("\nCtrl-C stops every agent.");
+    let exited = async {
+        loop {
+            for agent in &mut agents {
+                if let Ok(Some(status)) = agent.child.try_wait() {
+                    return (agent.node.clone(), status);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => println!("\nstopping…"),
+        (node, status) = exited => eprintln!("{node} exited ({status}); stopping the others"),
+    }
+    stop(&mut agents);
+    Ok(())
+}
+
+/// SIGTERM every agent, then waits for each (a few seconds at most, then SIGKILL).
+fn stop(agents: &mut [DevAgent]) {
+    for agent in agents.iter() {
+        let _signalled = Command::new("kill")
+            .args(["-TERM", &agent.child.id().to_string()])
+            .status();
+    }
+    for agent in agents.iter_mut() {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while matches!(agent.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _killed = agent.child.kill();
+        let _reaped = agent.child.wait();
+    }
+}
+
+/// `lazaretctl dev up`.
+pub fn up(dir: &Path, count: usize, policy_dirs: &[PathBuf]) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(client::EXIT_UNREACHABLE);
+        }
+    };
+    match runtime.block_on(run(dir, count, policy_dirs)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(client::EXIT_REFUSED)
+        }
+    }
+}
