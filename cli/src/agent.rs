@@ -87,11 +87,15 @@ pub fn audit_json(record: &v1::AuditEvent) -> Value {
     })
 }
 
-fn print_json(value: &Value) {
-    println!(
-        "{}",
+fn json_text(value: &Value) -> String {
+    format!(
+        "{}\n",
         serde_json::to_string_pretty(value).expect("JSON values serialise")
-    );
+    )
+}
+
+fn print_json(value: &Value) {
+    print!("{}", json_text(value));
 }
 
 /// `STATE` column: the engine's state, and the quarantine's when one is in force.
@@ -118,13 +122,19 @@ pub async fn containers(
         }))
         .await?
         .into_inner();
+    print!("{}", render_containers(output, &listed.containers));
+    Ok(())
+}
+
+/// The `containers` output: a table or a JSON array.
+pub fn render_containers(output: Output, containers: &[v1::ContainerView]) -> String {
     match output {
-        Output::Json => print_json(&Value::Array(
-            listed.containers.iter().map(container_json).collect(),
+        Output::Json => json_text(&Value::Array(
+            containers.iter().map(container_json).collect(),
         )),
         Output::Table => {
             let mut rows = table(&["ID", "NAME", "STATE", "FAILED", "QUARANTINE"]);
-            for view in &listed.containers {
+            for view in containers {
                 let container = view.container.clone().unwrap_or_default();
                 rows.add_row([
                     short(&container.id).to_string(),
@@ -134,10 +144,9 @@ pub async fn containers(
                     quarantine_cell(view),
                 ]);
             }
-            println!("{rows}");
+            format!("{rows}\n")
         }
     }
-    Ok(())
 }
 
 pub async fn container(target: &Target, output: Output, name: &str) -> Result<(), Failure> {
@@ -185,11 +194,15 @@ pub async fn container(target: &Target, output: Output, name: &str) -> Result<()
 }
 
 fn print_record(output: Output, record: Option<v1::QuarantineRecord>) {
-    let record = record.unwrap_or_default();
+    print!("{}", render_record(output, &record.unwrap_or_default()));
+}
+
+/// What `quarantine` and `release` print: one line, or the record as JSON.
+pub fn render_record(output: Output, record: &v1::QuarantineRecord) -> String {
     match output {
-        Output::Json => print_json(&record_json(&record)),
-        Output::Table => println!(
-            "{} {}: {} [{}]",
+        Output::Json => json_text(&record_json(record)),
+        Output::Table => format!(
+            "{} {}: {} [{}]\n",
             short(&record.container),
             record.state,
             record.reason,
@@ -454,4 +467,84 @@ pub async fn test_policies(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> Vec<v1::ContainerView> {
+        let finding = |check: &str, result: v1::CheckResult| v1::Finding {
+            check: check.into(),
+            result: result.into(),
+            ..v1::Finding::default()
+        };
+        let container = |id: &str, name: &str, state: &str| v1::Container {
+            id: id.into(),
+            name: name.into(),
+            node: "node-1".into(),
+            runtime: "docker".into(),
+            state: state.into(),
+            image: "registry.example.com/payments/api:1.4.2".into(),
+            findings: vec![
+                finding("5.4", v1::CheckResult::Fail),
+                finding("5.10", v1::CheckResult::Pass),
+                finding("5.31", v1::CheckResult::Unknown),
+            ],
+            ..v1::Container::default()
+        };
+        vec![
+            v1::ContainerView {
+                container: Some(container(
+                    "4f3c2a1b0e9d8c7b6a5f4e3d2c1b0a99887766554433221100ffeeddccbbaa99",
+                    "payments-api-with-a-rather-long-name",
+                    "paused",
+                )),
+                quarantine: Some(record()),
+            },
+            v1::ContainerView {
+                container: Some(container("0123456789abcdef", "web", "running")),
+                quarantine: None,
+            },
+        ]
+    }
+
+    fn record() -> v1::QuarantineRecord {
+        v1::QuarantineRecord {
+            container: "4f3c2a1b0e9d8c7b6a5f4e3d2c1b0a99887766554433221100ffeeddccbbaa99".into(),
+            node: "node-1".into(),
+            state: "applied".into(),
+            actions: vec!["network-cut".into(), "pause".into()],
+            since_unix_ms: 1_790_000_000_000,
+            expires_unix_ms: 0,
+            reason: "reverse shell seen by Falco".into(),
+            actor: "olga".into(),
+            source: "operator".into(),
+            scope: "container".into(),
+        }
+    }
+
+    #[test]
+    fn containers_table_fits_80_columns() {
+        let text = render_containers(Output::Table, &fixture());
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= 80,
+                "{} columns: {line}",
+                line.chars().count()
+            );
+        }
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn containers_json_has_the_stable_fields() {
+        insta::assert_snapshot!(render_containers(Output::Json, &fixture()));
+    }
+
+    #[test]
+    fn a_record_as_a_line_and_as_json() {
+        insta::assert_snapshot!(render_record(Output::Table, &record()));
+        insta::assert_snapshot!(render_record(Output::Json, &record()));
+    }
 }

@@ -35,19 +35,27 @@ struct Cli {
     #[arg(
         long,
         env = "LAZARET_AGENT",
+        hide_env_values = true,
         global = true,
         default_value = "127.0.0.1:7443"
     )]
     agent: String,
     /// The controller to talk to, host:port (the controller arrives with issue 7/11).
-    #[arg(long, env = "LAZARET_CONTROLLER", global = true)]
+    #[arg(
+        long,
+        env = "LAZARET_CONTROLLER",
+        hide_env_values = true,
+        global = true
+    )]
     controller: Option<String>,
-    /// The PKI directory: ca.pem and your certificate (made by `lazaretctl pki init`).
+    /// The PKI directory: ca.pem and your certificate (made by `lazaretctl pki init`; the
+    /// default is the dev PKI of `lazaretctl dev up`).
     #[arg(
         long,
         env = "LAZARET_TLS_DIR",
+        hide_env_values = true,
         global = true,
-        default_value = ".lazaret/pki"
+        default_value = ".lazaret/dev/pki"
     )]
     tls_dir: PathBuf,
     /// Whose certificate in --tls-dir to present (NAME.pem, NAME-key.pem); its role decides
@@ -55,6 +63,7 @@ struct Cli {
     #[arg(
         long = "as",
         env = "LAZARET_AS",
+        hide_env_values = true,
         global = true,
         default_value = "admin"
     )]
@@ -207,7 +216,12 @@ enum PkiCommand {
     },
     /// Issue one more certificate, signed by the CA in DIR.
     Issue {
-        #[arg(long, value_name = "DIR", env = "LAZARET_TLS_DIR")]
+        #[arg(
+            long,
+            value_name = "DIR",
+            env = "LAZARET_TLS_DIR",
+            hide_env_values = true
+        )]
         dir: PathBuf,
         /// viewer, operator, admin, controller, node or detector.
         #[arg(long)]
@@ -380,5 +394,39 @@ fn print_checks(output: Output) {
             }
             println!("{table}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every command's `--help`, as a new operator reads it; a change shows in review.
+    #[test]
+    fn help_texts() {
+        let mut root = Cli::command();
+        root.build();
+        let mut pages = vec![(
+            "lazaretctl".to_string(),
+            root.render_long_help().to_string(),
+        )];
+        let mut stack: Vec<(String, clap::Command)> = root
+            .get_subcommands()
+            .map(|sub| (format!("lazaretctl {}", sub.get_name()), sub.clone()))
+            .collect();
+        while let Some((path, mut command)) = stack.pop() {
+            for sub in command.get_subcommands() {
+                stack.push((format!("{path} {}", sub.get_name()), sub.clone()));
+            }
+            pages.push((path, command.render_long_help().to_string()));
+        }
+        pages.sort();
+        let text: String = pages
+            .iter()
+            .map(|(path, help)| format!("==== {path} --help\n{help}\n"))
+            .collect();
+        insta::assert_snapshot!(text);
     }
 }

@@ -186,7 +186,7 @@ pub async fn start(
             store,
             commands,
         );
-        let (bound, task) = api::serve(settings, api, shutdown).await?;
+        let (bound, task) = api::serve(settings, api, &agent.metrics, shutdown).await?;
         agent.api_addr = Some(bound);
         agent.tasks.spawn(async move {
             drop(task.await);

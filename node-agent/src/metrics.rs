@@ -49,6 +49,12 @@ struct ResultLabels {
     result: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    /// `ca` or the certificate's name.
+    certificate: String,
+}
+
 /// The agent's metrics; cheap to clone (every metric is shared).
 #[derive(Clone)]
 pub struct Metrics {
@@ -63,6 +69,7 @@ pub struct Metrics {
     start_to_enforced: Histogram,
     blast_radius_exceeded: Counter,
     policy_reloads: Family<ResultLabels, Counter>,
+    certificate_expiry: Family<CertificateLabels, Gauge>,
     /// The inventory whose gauges [`Metrics::encode`] computes first.
     inventory: Arc<Mutex<Option<watch::Receiver<Arc<InventorySnapshot>>>>>,
 }
@@ -143,8 +150,15 @@ impl Metrics {
             "Policy directory reloads by result (applied, rejected)",
             policy_reloads.clone(),
         );
+        let certificate_expiry = Family::<CertificateLabels, Gauge>::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When the API's certificates (its own and the CA) stop being valid, Unix seconds",
+            certificate_expiry.clone(),
+        );
         let metrics = Metrics {
             registry: Arc::new(registry),
+            certificate_expiry,
             inventory: Arc::new(Mutex::new(None)),
             fast_path_dropped,
             start_to_enforced,
@@ -235,6 +249,15 @@ impl Metrics {
 
     pub fn count_blast_radius_exceeded(&self) {
         self.blast_radius_exceeded.inc();
+    }
+
+    /// Records when `certificate` (`ca` or a name) expires.
+    pub fn set_certificate_expiry(&self, certificate: &str, not_after_unix: i64) {
+        self.certificate_expiry
+            .get_or_create(&CertificateLabels {
+                certificate: certificate.to_string(),
+            })
+            .set(not_after_unix);
     }
 
     /// `result`: `applied` or `rejected`.

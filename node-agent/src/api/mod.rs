@@ -25,6 +25,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tracing::{error, info};
 
 pub use self::service::AgentApi;
+use crate::metrics::Metrics;
 
 /// Where and as whom the API is served.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +37,16 @@ pub struct ApiSettings {
     pub cert_name: String,
 }
 
-/// Reads the server's TLS material; the error names the file and how to make it.
-fn tls_config(settings: &ApiSettings) -> anyhow::Result<ServerTlsConfig> {
+/// When the PEM certificate `pem` stops being valid, Unix seconds.
+fn not_after(pem: &[u8]) -> anyhow::Result<i64> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem).context("not a PEM certificate")?;
+    let certificate = pem.parse_x509().context("the certificate does not parse")?;
+    Ok(certificate.validity().not_after.timestamp())
+}
+
+/// Reads the server's TLS material (and exports when it expires); the error names the file and
+/// how to make it.
+fn tls_config(settings: &ApiSettings, metrics: &Metrics) -> anyhow::Result<ServerTlsConfig> {
     let read = |path: PathBuf| {
         std::fs::read(&path).with_context(|| {
             format!(
@@ -53,6 +62,11 @@ fn tls_config(settings: &ApiSettings) -> anyhow::Result<ServerTlsConfig> {
     let ca = read(dir.join("ca.pem"))?;
     let cert = read(dir.join(format!("{}.pem", settings.cert_name)))?;
     let key = read(dir.join(format!("{}-key.pem", settings.cert_name)))?;
+    metrics.set_certificate_expiry("ca", not_after(&ca).context("ca.pem")?);
+    metrics.set_certificate_expiry(
+        &settings.cert_name,
+        not_after(&cert).with_context(|| format!("{}.pem", settings.cert_name))?,
+    );
     Ok(ServerTlsConfig::new()
         .identity(Identity::from_pem(cert, key))
         .client_ca_root(Certificate::from_pem(ca)))
@@ -63,9 +77,10 @@ fn tls_config(settings: &ApiSettings) -> anyhow::Result<ServerTlsConfig> {
 pub async fn serve(
     settings: &ApiSettings,
     api: AgentApi,
+    metrics: &Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
-    let tls = tls_config(settings)?;
+    let tls = tls_config(settings, metrics)?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot bind the API on {}", settings.listen))?;

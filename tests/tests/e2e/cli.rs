@@ -63,6 +63,7 @@ struct ApiAgent {
     dir: tempfile::TempDir,
     pki_dir: PathBuf,
     address: String,
+    metrics: String,
     agent: AgentProcess,
 }
 
@@ -81,8 +82,9 @@ impl ApiAgent {
         )
         .unwrap();
         let address = format!("127.0.0.1:{}", free_port());
+        let metrics = format!("127.0.0.1:{}", free_port());
         let config = format!(
-            "node_name = \"node-1\"\n[metrics]\nlisten = \"\"\n[containerd]\nenabled = false\n\
+            "node_name = \"node-1\"\n[metrics]\nlisten = \"{metrics}\"\n[containerd]\nenabled = false\n\
              [api]\nlisten = \"{address}\"\ntls_dir = \"{}\"\n",
             pki_dir.display()
         );
@@ -98,6 +100,7 @@ impl ApiAgent {
             dir,
             pki_dir,
             address,
+            metrics,
             agent,
         }
     }
@@ -180,6 +183,17 @@ fn quarantine_and_release_by_name_through_the_cli_with_roles_enforced() {
         "{}",
         stderr(&forced)
     );
+    // A node certificate may only fetch bundles; a detector only report detections.
+    pki::issue(pki_dir, Role::Detector, "falco", &[]).unwrap();
+    for (who, role) in [("node-1", "node"), ("falco", "detector")] {
+        let refused = run(ctl(address, pki_dir, who, &["containers"]));
+        assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+        assert!(
+            stderr(&refused).contains(&format!("not allowed: {who} ({role})")),
+            "{}",
+            stderr(&refused)
+        );
+    }
     let state = |container: &str| {
         containers
             .docker(&["inspect", "-f", "{{.State.Status}}", container])
@@ -241,6 +255,28 @@ fn quarantine_and_release_by_name_through_the_cli_with_roles_enforced() {
 
     let verified = json_of(&run(admin(&["audit", "--verify", "-o", "json"])));
     assert_eq!(verified["intact"], true);
+
+    // The API's certificate expiry is a metric: a year ahead for a fresh node certificate.
+    let mut scrape = std::net::TcpStream::connect(&api.metrics).unwrap();
+    std::io::Write::write_all(&mut scrape, b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut scrape, &mut text).unwrap();
+    let expiry: i64 = text
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(
+                "lazaret_certificate_expiry_timestamp_seconds{certificate=\"node-1\"} ",
+            )
+        })
+        .unwrap_or_else(|| panic!("no expiry metric in:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(expiry > now + 300 * 86400, "{expiry} vs now {now}");
 
     // Handshakes: a certificate from another CA is refused before any handler runs.
     let other = dir.join("other-pki");
