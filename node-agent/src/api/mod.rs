@@ -19,10 +19,11 @@ use anyhow::Context;
 use lazaret_proto::v1::agent_service_server::AgentServiceServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 pub use self::service::AgentApi;
 use crate::metrics::Metrics;
@@ -110,7 +111,15 @@ pub async fn serve(
         .add_service(AgentServiceServer::new(api));
     info!(address = %bound, cert = %settings.cert_name, "API listening (TLS, client certificates required)");
     let task = tokio::spawn(async move {
-        let incoming = TcpListenerStream::new(listener);
+        // Small gRPC frames must not wait for delayed ACKs (measured: +40 ms per call).
+        let incoming = TcpListenerStream::new(listener).map(|accepted| {
+            if let Ok(stream) = &accepted
+                && let Err(error) = stream.set_nodelay(true)
+            {
+                debug!(%error, "cannot set TCP_NODELAY on an API connection");
+            }
+            accepted
+        });
         let served = router
             .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
             .await;

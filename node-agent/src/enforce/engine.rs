@@ -32,7 +32,8 @@
 //!   not is logged with its errors and counted, and the previous set stays.
 //!
 //! - **Commands** through an [`EnforcerHandle`] (operators through the API, in-process test
-//!   harnesses): quarantine a container (inspected afresh; `force` overrides protection) and
+//!   harnesses): quarantine a container (as the inventory last saw it, inspected when the
+//!   inventory does not have it; `force` overrides protection) and
 //!   release one, carried out by this task between its other work, so the manager keeps one
 //!   owner.
 //!
@@ -199,6 +200,9 @@ pub struct Enforcer {
     prejudged: HashMap<ContainerId, Prejudged>,
     /// Quarantines the current sweep has still to re-check.
     pending_rechecks: VecDeque<ContainerId>,
+    /// The inventory, once running: a start whose create this task has not judged yet is judged
+    /// from its newest entry.
+    inventory: Option<watch::Receiver<Arc<InventorySnapshot>>>,
     rolled_forward: bool,
     metrics: Metrics,
     enforced: broadcast::Sender<Enforced>,
@@ -224,6 +228,7 @@ impl Enforcer {
             seen: HashMap::new(),
             prejudged: HashMap::new(),
             pending_rechecks: VecDeque::new(),
+            inventory: None,
             rolled_forward: false,
             metrics: Metrics::new(),
             enforced: broadcast::channel(ENFORCED_BUFFER).0,
@@ -277,6 +282,7 @@ impl Enforcer {
         mut starts: Option<mpsc::Receiver<StartSignal>>,
         shutdown: CancellationToken,
     ) {
+        self.inventory = Some(snapshots.clone());
         self.roll_forward().await;
         let mut ticker = tokio::time::interval(self.recheck_interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -361,7 +367,17 @@ impl Enforcer {
                 force,
                 reply,
             } => {
-                let result = match self.manager.runtimes().inspect(&request.container).await {
+                // The inventory's view (event-driven, current within milliseconds) when it has
+                // the container, as for policy verdicts; a fresh inspect otherwise.
+                let known = self
+                    .seen
+                    .get(&request.container)
+                    .map(|entry| entry.info.clone());
+                let info = match known {
+                    Some(info) => Ok(Some(info)),
+                    None => self.manager.runtimes().inspect(&request.container).await,
+                };
+                let result = match info {
                     Ok(Some(info)) => {
                         let source = request.source.to_string();
                         let result = self.manager.quarantine(request, &info, force).await;
@@ -416,9 +432,34 @@ impl Enforcer {
     }
 
     /// The fast path: a container that was judged at `create` has started.
+    /// A start whose create this task has not judged (the snapshot holding it is still unread):
+    /// judged now from the inventory's newest entry, unless a quarantine is in force already.
+    async fn judge_late(&mut self, id: &ContainerId) -> Option<Prejudged> {
+        let entry = self.inventory.as_ref()?.borrow().get(id).cloned()?;
+        if !matches!(self.manager.in_force(id).await, Ok(None)) {
+            return None;
+        }
+        let exemptions = match self.manager.exemptions_now().await {
+            Ok(exemptions) => exemptions,
+            Err(error) => {
+                error!(%error, "cannot read exemptions; judging without them");
+                (ExemptionSet::default(), 0)
+            }
+        };
+        let request = self.request_for(&entry, &exemptions)?;
+        Some(Prejudged {
+            request,
+            info: entry.info.clone(),
+        })
+    }
+
     /// Dropping the signal at the end lets the watcher's held inspect go ahead.
     pub async fn started(&mut self, signal: StartSignal) {
-        let Some(Prejudged { request, mut info }) = self.prejudged.remove(&signal.id) else {
+        let prejudged = match self.prejudged.remove(&signal.id) {
+            Some(prejudged) => Some(prejudged),
+            None => self.judge_late(&signal.id).await,
+        };
+        let Some(Prejudged { request, mut info }) = prejudged else {
             return;
         };
         info.state = ContainerState::Running;

@@ -173,6 +173,22 @@ async fn a_violating_container_is_quarantined_at_start_unreachable_until_release
     let script = format!(
         "mkdir -p /www && echo target > /www/index.html && exec httpd -f -p {HTTP_PORT} -h /www"
     );
+    let prober = containers
+        .run("prober", &[BUSYBOX_IMAGE, "sleep", "600"])
+        .unwrap();
+    let prober_netns = field(&containers, &prober, "{{.NetworkSettings.SandboxKey}}");
+    let state = tempfile::tempdir().unwrap();
+    let recheck = Duration::from_millis(500);
+    let agent = TestAgent::start_enforcing(state.path(), &policies(&containers), recheck)
+        .await
+        .unwrap();
+    let mut enforced = agent.subscribe_enforced();
+    agent
+        .wait_for_runtime("connected", |status| status.connected)
+        .await
+        .unwrap();
+    // Created once the agent watches: its create is judged live (a container created before
+    // would be judged from the replayed create event, whose inspect may already see it started).
     let target = containers
         .create(
             "probed",
@@ -186,16 +202,6 @@ async fn a_violating_container_is_quarantined_at_start_unreachable_until_release
             ],
         )
         .unwrap();
-    let prober = containers
-        .run("prober", &[BUSYBOX_IMAGE, "sleep", "600"])
-        .unwrap();
-    let prober_netns = field(&containers, &prober, "{{.NetworkSettings.SandboxKey}}");
-    let state = tempfile::tempdir().unwrap();
-    let recheck = Duration::from_millis(500);
-    let agent = TestAgent::start_enforcing(state.path(), &policies(&containers), recheck)
-        .await
-        .unwrap();
-    let mut enforced = agent.subscribe_enforced();
     agent
         .wait_for_inventory("the created target", |snapshot| {
             snapshot.get(&ContainerId::new(target.as_str())).is_some()
