@@ -124,6 +124,25 @@ pub async fn connect(target: &Target) -> Result<AgentServiceClient<Channel>, Fai
     Ok(AgentServiceClient::new(channel))
 }
 
+/// Runs `work` on a single-threaded runtime; a failure is printed as one line and becomes its
+/// exit code.
+pub fn block_on(work: impl std::future::Future<Output = Result<(), Failure>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_UNREACHABLE);
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.exit(),
+    }
+}
+
 /// A request with the call deadline set.
 pub fn request<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use lazaretctl::pki;
 
-use crate::client::{self, Target};
+use crate::client::{self, Failure, Target};
 
 /// The first agent's API port; agent K listens on `BASE_API_PORT + K - 1` (or a free one).
 const BASE_API_PORT: u16 = 7443;
@@ -243,21 +243,10 @@ fn stop(agents: &mut [DevAgent]) {
 
 /// `lazaretctl dev up`.
 pub fn up(dir: &Path, count: usize, policy_dirs: &[PathBuf]) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::from(client::EXIT_UNREACHABLE);
-        }
-    };
-    match runtime.block_on(run(dir, count, policy_dirs)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::from(client::EXIT_REFUSED)
-        }
-    }
+    client::block_on(async {
+        run(dir, count, policy_dirs).await.map_err(|error| Failure {
+            message: format!("{error:#}"),
+            code: client::EXIT_REFUSED,
+        })
+    })
 }

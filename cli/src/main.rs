@@ -243,23 +243,9 @@ fn main() -> ExitCode {
         tls_dir: cli.tls_dir.clone(),
         identity: cli.identity.clone(),
     };
-    let online =
-        |work: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Failure>>>>| {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    eprintln!("error: cannot start the async runtime: {error}");
-                    return ExitCode::from(client::EXIT_UNREACHABLE);
-                }
-            };
-            match runtime.block_on(work) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(failure) => failure.exit(),
-            }
-        };
+    let online = |work: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), Failure>>>,
+    >| { client::block_on(work) };
     match cli.command {
         Command::Checks => {
             print_checks(output);
