@@ -81,3 +81,37 @@ fn policy_validate_prints_located_errors_and_exits_1() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
 }
+
+#[test]
+fn completions_cover_the_commands_and_an_unreachable_agent_exits_3() {
+    let bash = Command::cargo_bin("lazaretctl")
+        .unwrap()
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(bash.status.success());
+    let script = String::from_utf8(bash.stdout).unwrap();
+    for command in ["quarantine", "release", "events", "pki"] {
+        assert!(
+            script.contains(command),
+            "no {command} in the bash completion"
+        );
+    }
+    // No agent on that port and no PKI: one line that says what to do, exit 3.
+    let unreachable = Command::cargo_bin("lazaretctl")
+        .unwrap()
+        .args([
+            "--agent",
+            "127.0.0.1:9",
+            "--tls-dir",
+            "/nonexistent",
+            "containers",
+        ])
+        .env_remove("LAZARET_TLS_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(3));
+    let stderr = String::from_utf8(unreachable.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("lazaretctl pki init"), "{stderr}");
+}

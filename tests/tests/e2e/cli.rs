@@ -68,6 +68,11 @@ struct ApiAgent {
 }
 
 impl ApiAgent {
+    /// `lazaretctl` as `identity` against this agent.
+    fn ctl(&self, identity: &str, args: &[&str]) -> Command {
+        ctl(&self.address, &self.pki_dir, identity, args)
+    }
+
     fn start() -> ApiAgent {
         let dir = tempfile::tempdir().unwrap();
         let pki_dir = dir.path().join("pki");
@@ -252,6 +257,34 @@ fn quarantine_and_release_by_name_through_the_cli_with_roles_enforced() {
         && event["target"] == target.as_str()));
     let _killed = follower.kill();
     let _reaped = follower.wait();
+
+    // A unique id prefix works like the name.
+    let by_prefix = json_of(&run(admin(&["container", &target[..10], "-o", "json"])));
+    assert_eq!(by_prefix["id"], target.as_str());
+    // `policy test`: what a policy would do, nothing done.
+    let policy = dir.join("would.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "apiVersion: lazaret.dev/v1\nkind: Policy\nname: would-kill\nmode: enforce\n\
+             match:\n  names: [\"{name}\"]\nrules:\n  - expr: 'container.name == \"{name}\"'\n\
+             actions: [kill]\n"
+        ),
+    )
+    .unwrap();
+    let tested = json_of(&run(api.ctl(
+        "alice",
+        &["policy", "test", policy.to_str().unwrap(), "-o", "json"],
+    )));
+    let outcome = tested
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|outcome| outcome["container"] == target.as_str())
+        .unwrap_or_else(|| panic!("no outcome for the target: {tested}"));
+    assert_eq!(outcome["enforcing_policy"], "would-kill");
+    assert_eq!(outcome["actions"], serde_json::json!(["kill"]));
+    assert_eq!(state(&target), "running", "policy test acted");
 
     let verified = json_of(&run(admin(&["audit", "--verify", "-o", "json"])));
     assert_eq!(verified["intact"], true);

@@ -107,12 +107,12 @@ pub fn container_info(
     }
     info.pod = PodInfo::from_labels(&info.labels);
     // A pod's containers join its sandbox's network namespace; the sandbox owns it.
-    if info.labels.get(CRI_KIND_LABEL).map(String::as_str) == Some("container") {
+    if info.labels.get(CRI_KIND_LABEL).map(String::as_str) != Some("sandbox") {
         info.netns_owner = info
             .pod
             .as_ref()
             .map(|pod| pod.sandbox_id.clone())
-            .filter(|sandbox| !sandbox.is_empty());
+            .filter(|sandbox| !sandbox.is_empty() && *sandbox != container.id);
     }
     info.created = container.created_at.as_ref().and_then(|created| {
         let nanos = u32::try_from(created.nanos).ok()?;

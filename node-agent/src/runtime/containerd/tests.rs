@@ -212,6 +212,8 @@ fn every_option_of_a_risky_cri_like_container_is_mapped() {
         ("web-0", "shop", "nginx")
     );
     assert_eq!(pod.sandbox_id, "0123abcd");
+    // It shares the sandbox's network namespace: cut only with `scope: pod`.
+    assert_eq!(info.netns_owner.as_deref(), Some("0123abcd"));
     assert_eq!(
         info.netns_path.as_deref(),
         Some("/var/run/netns/cni-0f1e2d3c-fixture"),
