@@ -1,5 +1,5 @@
 //! Shared pieces of Lazaret's benchmark harness: latency statistics and the report format.
-//! Scenarios live in `src/bin/scenarios.rs`; criterion micro-benches in `benches/`.
+//! Scenarios live in `src/bin/scenarios/`; criterion micro-benches in `benches/`.
 #![forbid(unsafe_code)]
 
 use std::time::Duration;

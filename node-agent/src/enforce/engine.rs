@@ -50,18 +50,15 @@ use lazaret_core::quarantine::{
     ExemptionSet, QuarantineRecord, QuarantineRequest, QuarantineSource, QuarantineState,
 };
 use lazaret_core::{ContainerId, ContainerInfo, ContainerState};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::policy_files::{PolicyFiles, Reload};
-use super::quarantine::{
-    AGENT_ACTOR, QuarantineError, QuarantineManager, QuarantineResult, mode_name,
-};
+use super::quarantine::{AGENT_ACTOR, QuarantineError, QuarantineManager, QuarantineResult};
 use crate::inventory::{InventoryEntry, InventorySnapshot};
 use crate::metrics::Metrics;
-use crate::runtime::RuntimeError;
 use crate::watcher::StartSignal;
 
 /// How many [`Enforced`] events a slow subscriber may fall behind before it misses some.
@@ -76,117 +73,12 @@ pub struct Enforced {
     pub since_start_event: Option<Duration>,
 }
 
-/// Commands waiting for the enforcement task before senders wait.
-const COMMAND_BUFFER: usize = 64;
+mod commands;
+mod fast_path;
 
-/// What an [`EnforcerHandle`] asks of the enforcement task.
-enum Command {
-    Quarantine {
-        request: QuarantineRequest,
-        force: bool,
-        reply: oneshot::Sender<QuarantineResult<QuarantineRecord>>,
-    },
-    Release {
-        container: ContainerId,
-        actor: String,
-        reason: String,
-        exempt_for: Duration,
-        reply: oneshot::Sender<QuarantineResult<QuarantineRecord>>,
-    },
-    SetMode {
-        audit_only: bool,
-        actor: String,
-        reason: String,
-        reply: oneshot::Sender<QuarantineResult<()>>,
-    },
-    Mode {
-        reply: oneshot::Sender<bool>,
-    },
-}
-
-/// Asks the running enforcement task to quarantine or release; cheap to clone.
-#[derive(Clone)]
-pub struct EnforcerHandle {
-    commands: mpsc::Sender<Command>,
-}
-
-impl EnforcerHandle {
-    /// Quarantines `request.container` as the request says (the container is inspected afresh);
-    /// `force` overrides protection. Refusals come back as the manager's errors.
-    pub async fn quarantine(
-        &self,
-        request: QuarantineRequest,
-        force: bool,
-    ) -> QuarantineResult<QuarantineRecord> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Quarantine {
-            request,
-            force,
-            reply,
-        })
-        .await?;
-        answer.await.map_err(|_| stopped())?
-    }
-
-    /// Releases `container`, leaving an exemption for `exempt_for` (automated quarantines).
-    pub async fn release(
-        &self,
-        container: ContainerId,
-        actor: &str,
-        reason: &str,
-        exempt_for: Duration,
-    ) -> QuarantineResult<QuarantineRecord> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Release {
-            container,
-            actor: actor.to_string(),
-            reason: reason.to_string(),
-            exempt_for,
-            reply,
-        })
-        .await?;
-        answer.await.map_err(|_| stopped())?
-    }
-
-    /// Switches the agent to audit-only (`true`) or back to enforcing; audited.
-    pub async fn set_mode(
-        &self,
-        audit_only: bool,
-        actor: &str,
-        reason: &str,
-    ) -> QuarantineResult<()> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::SetMode {
-            audit_only,
-            actor: actor.to_string(),
-            reason: reason.to_string(),
-            reply,
-        })
-        .await?;
-        answer.await.map_err(|_| stopped())?
-    }
-
-    /// Whether the agent is in audit-only mode.
-    pub async fn audit_only(&self) -> QuarantineResult<bool> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Mode { reply }).await?;
-        answer.await.map_err(|_| stopped())
-    }
-
-    async fn send(&self, command: Command) -> QuarantineResult<()> {
-        self.commands.send(command).await.map_err(|_| stopped())
-    }
-}
-
-fn stopped() -> QuarantineError {
-    QuarantineError::Blocking("the enforcement task has stopped".into())
-}
-
-/// A verdict reached at `create`, waiting for the container's start.
-struct Prejudged {
-    request: QuarantineRequest,
-    info: ContainerInfo,
-}
+pub use self::commands::EnforcerHandle;
+use self::commands::{COMMAND_BUFFER, Command};
+use self::fast_path::Prejudged;
 
 /// The enforcement task's state. See the module docs.
 pub struct Enforcer {
@@ -360,140 +252,6 @@ impl Enforcer {
         }
     }
 
-    async fn command(&mut self, command: Command) {
-        match command {
-            Command::Quarantine {
-                request,
-                force,
-                reply,
-            } => {
-                // The inventory's view (event-driven, current within milliseconds) when it has
-                // the container, as for policy verdicts; a fresh inspect otherwise.
-                let known = self
-                    .seen
-                    .get(&request.container)
-                    .map(|entry| entry.info.clone());
-                let info = match known {
-                    Some(info) => Ok(Some(info)),
-                    None => self.manager.runtimes().inspect(&request.container).await,
-                };
-                let result = match info {
-                    Ok(Some(info)) => {
-                        let source = request.source.to_string();
-                        let result = self.manager.quarantine(request, &info, force).await;
-                        if let Ok(record) = &result {
-                            info!(container = %info.id, %source, actor = %record.actor, state = %record.state, "container quarantined on request");
-                            let _unheard = self.enforced.send(Enforced {
-                                record: record.clone(),
-                                since_start_event: None,
-                            });
-                        }
-                        result
-                    }
-                    Ok(None) => Err(RuntimeError::NotFound {
-                        id: request.container,
-                    }
-                    .into()),
-                    Err(error) => Err(error.into()),
-                };
-                // The asker may have gone away; the quarantine stands either way.
-                let _unasked = reply.send(result);
-            }
-            Command::Release {
-                container,
-                actor,
-                reason,
-                exempt_for,
-                reply,
-            } => {
-                let result = self
-                    .manager
-                    .release(&container, &actor, &reason, exempt_for)
-                    .await;
-                if result.is_ok() {
-                    info!(%container, %actor, %reason, "quarantine released");
-                }
-                let _unasked = reply.send(result);
-            }
-            Command::SetMode {
-                audit_only,
-                actor,
-                reason,
-                reply,
-            } => {
-                let result = self.manager.set_mode(audit_only, &actor, &reason).await;
-                warn!(mode = mode_name(audit_only), %actor, %reason, "enforcement mode changed");
-                let _unasked = reply.send(result);
-            }
-            Command::Mode { reply } => {
-                let _unasked = reply.send(self.manager.config().audit_only);
-            }
-        }
-    }
-
-    /// The fast path: a container that was judged at `create` has started.
-    /// A start whose create this task has not judged (the snapshot holding it is still unread):
-    /// judged now from the inventory's newest entry, unless a quarantine is in force already.
-    async fn judge_late(&mut self, id: &ContainerId) -> Option<Prejudged> {
-        let entry = self.inventory.as_ref()?.borrow().get(id).cloned()?;
-        if !matches!(self.manager.in_force(id).await, Ok(None)) {
-            return None;
-        }
-        let exemptions = match self.manager.exemptions_now().await {
-            Ok(exemptions) => exemptions,
-            Err(error) => {
-                error!(%error, "cannot read exemptions; judging without them");
-                (ExemptionSet::default(), 0)
-            }
-        };
-        let request = self.request_for(&entry, &exemptions)?;
-        Some(Prejudged {
-            request,
-            info: entry.info.clone(),
-        })
-    }
-
-    /// Dropping the signal at the end lets the watcher's held inspect go ahead.
-    pub async fn started(&mut self, signal: StartSignal) {
-        let prejudged = match self.prejudged.remove(&signal.id) {
-            Some(prejudged) => Some(prejudged),
-            None => self.judge_late(&signal.id).await,
-        };
-        let Some(Prejudged { request, mut info }) = prejudged else {
-            return;
-        };
-        info.state = ContainerState::Running;
-        info.pid = signal.pid.or(info.pid);
-        let needs_netns = info.netns_owner.is_none()
-            && info.host_namespaces.network != Some(true)
-            && info.netns_path.as_deref().is_none_or(str::is_empty);
-        if needs_netns {
-            info.netns_path = self
-                .manager
-                .runtimes()
-                .owner(&info)
-                .ok()
-                .and_then(|runtime| runtime.started_netns(&info, signal.pid));
-        }
-        if info.netns_path.is_none() && needs_netns {
-            debug!(container = %info.id, "fast path: namespace unknown, inspecting");
-            match self.manager.runtimes().inspect(&info.id).await {
-                Ok(Some(fresh)) => info = fresh,
-                Ok(None) => return,
-                Err(error) => warn!(container = %info.id, %error, "fast path: cannot inspect"),
-            }
-        }
-        let policy = request.source.to_string();
-        let result = self.manager.quarantine(request, &info, false).await;
-        // Enforced once the actions are done; their audit records follow.
-        let done = self
-            .manager
-            .actions_done_at()
-            .map(tokio::time::Instant::from_std)
-            .unwrap_or_else(tokio::time::Instant::now);
-        let elapsed = done.saturating_duration_since(signal.received);
-        self.report(&info.id, &policy, result, Some(elapsed));
-    }
     /// Rolls stored quarantines forward once; `false` (retried at the next sweep) on failure.
     pub async fn roll_forward(&mut self) -> bool {
         if self.rolled_forward {
@@ -530,13 +288,7 @@ impl Enforcer {
             changed.push(entry.clone());
         }
         if !changed.is_empty() {
-            let exemptions = match self.manager.exemptions_now().await {
-                Ok(exemptions) => exemptions,
-                Err(error) => {
-                    error!(%error, "cannot read exemptions; judging without them");
-                    (ExemptionSet::default(), 0)
-                }
-            };
+            let exemptions = self.exemptions().await;
             for entry in changed {
                 self.handle(&entry, &exemptions).await;
             }
@@ -635,12 +387,24 @@ impl Enforcer {
                 if let Some(request) = self.request_for(entry, exemptions) {
                     let policy = request.source.to_string();
                     let result = self.manager.quarantine(request, info, false).await;
-                    self.report(&info.id, &policy, result, None);
+                    self.report(&info.id, &policy, &result, None);
                 }
             }
             // Stopped ones need nothing.
             _ => {
                 self.prejudged.remove(&info.id);
+            }
+        }
+    }
+
+    /// Every stored exemption and the clock now, for the judge; none when they cannot be read
+    /// (logged: judging on is better than not judging).
+    async fn exemptions(&self) -> (ExemptionSet, i64) {
+        match self.manager.exemptions_now().await {
+            Ok(exemptions) => exemptions,
+            Err(error) => {
+                error!(%error, "cannot read exemptions; judging without them");
+                (ExemptionSet::default(), 0)
             }
         }
     }
@@ -695,7 +459,7 @@ impl Enforcer {
         &self,
         container: &ContainerId,
         source: &str,
-        result: QuarantineResult<QuarantineRecord>,
+        result: &QuarantineResult<QuarantineRecord>,
         since_start_event: Option<Duration>,
     ) {
         match result {
@@ -706,7 +470,7 @@ impl Enforcer {
                 }
                 // Nobody subscribed is fine.
                 let _unheard = self.enforced.send(Enforced {
-                    record,
+                    record: record.clone(),
                     since_start_event,
                 });
             }

@@ -1,0 +1,242 @@
+//! Scenario harness against the real Docker engine and a real agent process. Run:
+//! `cargo run --release -p lazaret-benches --bin lazaret-scenarios -- --out bench-results`
+//!
+//! Scenarios: (1) `docker create` → the container is in the agent's inventory with findings,
+//! side by side with the raw create call (here); (2) a start event → enforced by the fast path
+//! beside the raw pause, and (3) the network cut and restore ([`enforce`]); (4) the CLI
+//! quarantine round trip ([`cli`]); (5) the agent process's RSS and idle CPU ([`footprint`]).
+//! Every container it makes carries the test label and is removed at the end.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bollard::Docker;
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{
+    CreateContainerOptions, ListContainersOptions, RemoveContainerOptions,
+};
+use clap::Parser;
+use lazaret_agent::app;
+use lazaret_agent::runtime::docker::DockerRuntime;
+use lazaret_agent::watcher::Backoff;
+use lazaret_benches::{Measurement, summarize};
+use lazaret_core::ContainerId;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Containers created for the create → inventory latency.
+    #[arg(long, default_value_t = 100)]
+    containers: usize,
+    /// Containers started for the start → enforced latency (and as many for the raw pause).
+    #[arg(long, default_value_t = 50)]
+    enforced: usize,
+    /// The actions of the policy the start → enforced scenario enforces (`pause` alone shows
+    /// the agent's own overhead without the cut).
+    #[arg(long, default_value = "network-cut, pause")]
+    enforce_actions: String,
+    /// Run only these scenarios (comma-separated: create, enforce, cut, cli, footprint); all if
+    /// unset.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Rounds of `lazaretctl quarantine` against an agent (and as many raw pause calls).
+    #[arg(long, default_value_t = 50)]
+    cli_rounds: usize,
+    /// The CLI binary for the round-trip scenario (build it first).
+    #[arg(long, default_value = "target/release/lazaretctl")]
+    lazaretctl: PathBuf,
+    /// Cut + restore rounds for the network cut latency.
+    #[arg(long, default_value_t = 50)]
+    cuts: usize,
+    /// Containers present while the agent's memory is measured.
+    #[arg(long, default_value_t = 200)]
+    rss_containers: usize,
+    /// Seconds of idle CPU measurement.
+    #[arg(long, default_value_t = 10)]
+    idle_seconds: u64,
+    /// The agent binary for the process scenarios (build it first).
+    #[arg(long, default_value = "target/release/lazaret-agent")]
+    agent: PathBuf,
+    /// Where the JSON report is written.
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+}
+
+mod cli;
+mod enforce;
+mod footprint;
+
+const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    lazaret_tests::ensure_busybox_image(None).context("failed to build the test image")?;
+    let docker = Docker::connect_with_unix(DOCKER_SOCKET, 60, bollard::API_DEFAULT_VERSION)?
+        .negotiate_version()
+        .await?;
+    let run_label = format!("bench-{}", std::process::id());
+    let result = run_all(&args, &docker, &run_label).await;
+    remove_labelled(&docker, &run_label).await?;
+    let measurements = result?;
+    std::fs::create_dir_all(&args.out)?;
+    let path = args.out.join("scenarios.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&measurements)?)?;
+    for measurement in &measurements {
+        println!(
+            "{:<45} goal {:<22} {}{}",
+            measurement.metric,
+            measurement.goal,
+            measurement.value,
+            measurement
+                .ratio_p50
+                .map(|ratio| format!("  (p50 ratio to floor {ratio:.2})"))
+                .unwrap_or_default()
+        );
+    }
+    println!("report: {}", path.display());
+    Ok(())
+}
+
+async fn run_all(
+    args: &Args,
+    docker: &Docker,
+    run_label: &str,
+) -> anyhow::Result<Vec<Measurement>> {
+    let runs =
+        |scenario: &str| args.only.is_empty() || args.only.iter().any(|only| only == scenario);
+    let mut measurements = Vec::new();
+    if runs("create") {
+        measurements.push(create_to_inventory(docker, run_label, args.containers).await?);
+    }
+    if runs("enforce") {
+        measurements.extend(
+            enforce::start_to_enforced(docker, run_label, args.enforced, &args.enforce_actions)
+                .await?,
+        );
+    }
+    if runs("cut") {
+        measurements.extend(enforce::cut_and_restore(docker, run_label, args.cuts).await?);
+    }
+    if runs("cli") {
+        measurements.extend(cli::cli_round_trip(args, docker, run_label).await?);
+    }
+    if runs("footprint") {
+        measurements.extend(footprint::agent_process_footprint(args, docker, run_label).await?);
+    }
+    Ok(measurements)
+}
+
+async fn create_container(docker: &Docker, run_label: &str, name: &str) -> anyhow::Result<String> {
+    create_labelled(docker, run_label, name, &[]).await
+}
+
+/// A sleeping busybox container with the run's label and `labels`.
+async fn create_labelled(
+    docker: &Docker,
+    run_label: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> anyhow::Result<String> {
+    let mut all_labels =
+        HashMap::from([(lazaret_tests::TEST_LABEL.to_string(), run_label.to_string())]);
+    for (key, value) in labels {
+        all_labels.insert(key.to_string(), value.to_string());
+    }
+    let body = ContainerCreateBody {
+        image: Some(lazaret_tests::BUSYBOX_IMAGE.to_string()),
+        cmd: Some(vec!["sleep".into(), "3600".into()]),
+        labels: Some(all_labels),
+        ..Default::default()
+    };
+    let options = CreateContainerOptions {
+        name: Some(name.to_string()),
+        ..Default::default()
+    };
+    Ok(docker.create_container(Some(options), body).await?.id)
+}
+
+/// `docker create` → the container is in the inventory with its findings.
+async fn create_to_inventory(
+    docker: &Docker,
+    run_label: &str,
+    count: usize,
+) -> anyhow::Result<Measurement> {
+    let shutdown = CancellationToken::new();
+    let backoff = Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(1),
+    };
+    let agent = app::start_with_backoff(
+        None,
+        backoff,
+        vec![Arc::new(DockerRuntime::new(DOCKER_SOCKET))],
+        shutdown.clone(),
+    )
+    .await?;
+    let mut status = agent.runtime_status[0].1.clone();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        status.wait_for(|status| status.connected),
+    )
+    .await??;
+    let mut end_to_end = Vec::with_capacity(count);
+    let mut raw_create = Vec::with_capacity(count);
+    for index in 0..count {
+        let mut snapshots = agent.inventory.snapshots.clone();
+        let started = Instant::now();
+        let id = ContainerId::new(
+            create_container(docker, run_label, &format!("{run_label}-lat-{index}")).await?,
+        );
+        raw_create.push(started.elapsed());
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            snapshots.wait_for(|snapshot| {
+                snapshot
+                    .get(&id)
+                    .is_some_and(|entry| !entry.findings.is_empty())
+            }),
+        )
+        .await
+        .context("container never reached the inventory")??;
+        end_to_end.push(started.elapsed());
+    }
+    shutdown.cancel();
+    agent.drain().await;
+    let measured = summarize(&end_to_end).context("no samples")?;
+    let floor = summarize(&raw_create).context("no samples")?;
+    Ok(Measurement {
+        metric: "docker create -> in inventory with findings".into(),
+        goal: "(baseline, no goal yet)".into(),
+        ratio_p50: Some(measured.p50_ms / floor.p50_ms),
+        value: serde_json::to_value(&measured)?,
+        floor: Some(floor),
+    })
+}
+
+async fn remove_labelled(docker: &Docker, run_label: &str) -> anyhow::Result<()> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{}={run_label}", lazaret_tests::TEST_LABEL)],
+    )]);
+    let listed = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await?;
+    for container in listed {
+        if let Some(id) = container.id {
+            let options = RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            };
+            docker.remove_container(&id, Some(options)).await?;
+        }
+    }
+    Ok(())
+}

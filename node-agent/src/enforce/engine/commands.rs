@@ -1,0 +1,187 @@
+//! Commands to the running enforcement task ([`EnforcerHandle`]): what operators (through the
+//! API) and in-process harnesses ask of it, carried out by the one task that owns the
+//! quarantine manager, between its other work.
+
+use std::time::Duration;
+
+use lazaret_core::ContainerId;
+use lazaret_core::quarantine::{QuarantineRecord, QuarantineRequest};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use super::Enforcer;
+use crate::enforce::quarantine::{QuarantineError, QuarantineResult, mode_name};
+use crate::runtime::RuntimeError;
+
+/// Commands waiting for the enforcement task before senders wait.
+pub(super) const COMMAND_BUFFER: usize = 64;
+
+/// What an [`EnforcerHandle`] asks of the enforcement task.
+pub(super) enum Command {
+    Quarantine {
+        request: QuarantineRequest,
+        force: bool,
+        reply: oneshot::Sender<QuarantineResult<QuarantineRecord>>,
+    },
+    Release {
+        container: ContainerId,
+        actor: String,
+        reason: String,
+        exempt_for: Duration,
+        reply: oneshot::Sender<QuarantineResult<QuarantineRecord>>,
+    },
+    SetMode {
+        audit_only: bool,
+        actor: String,
+        reason: String,
+        reply: oneshot::Sender<QuarantineResult<()>>,
+    },
+    Mode {
+        reply: oneshot::Sender<bool>,
+    },
+}
+
+/// Asks the running enforcement task to quarantine or release; cheap to clone.
+#[derive(Clone)]
+pub struct EnforcerHandle {
+    pub(super) commands: mpsc::Sender<Command>,
+}
+
+impl EnforcerHandle {
+    /// Quarantines `request.container` as the request says (the container is inspected afresh);
+    /// `force` overrides protection. Refusals come back as the manager's errors.
+    pub async fn quarantine(
+        &self,
+        request: QuarantineRequest,
+        force: bool,
+    ) -> QuarantineResult<QuarantineRecord> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Quarantine {
+            request,
+            force,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Releases `container`, leaving an exemption for `exempt_for` (automated quarantines).
+    pub async fn release(
+        &self,
+        container: ContainerId,
+        actor: &str,
+        reason: &str,
+        exempt_for: Duration,
+    ) -> QuarantineResult<QuarantineRecord> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Release {
+            container,
+            actor: actor.to_string(),
+            reason: reason.to_string(),
+            exempt_for,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Switches the agent to audit-only (`true`) or back to enforcing; audited.
+    pub async fn set_mode(
+        &self,
+        audit_only: bool,
+        actor: &str,
+        reason: &str,
+    ) -> QuarantineResult<()> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::SetMode {
+            audit_only,
+            actor: actor.to_string(),
+            reason: reason.to_string(),
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Whether the agent is in audit-only mode.
+    pub async fn audit_only(&self) -> QuarantineResult<bool> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Mode { reply }).await?;
+        answer.await.map_err(|_| stopped())
+    }
+
+    async fn send(&self, command: Command) -> QuarantineResult<()> {
+        self.commands.send(command).await.map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> QuarantineError {
+    QuarantineError::Blocking("the enforcement task has stopped".into())
+}
+
+impl Enforcer {
+    pub(super) async fn command(&mut self, command: Command) {
+        match command {
+            Command::Quarantine {
+                request,
+                force,
+                reply,
+            } => {
+                // The inventory's view (event-driven, current within milliseconds) when it has
+                // the container, as for policy verdicts; a fresh inspect otherwise.
+                let known = self
+                    .seen
+                    .get(&request.container)
+                    .map(|entry| entry.info.clone());
+                let info = match known {
+                    Some(info) => Ok(Some(info)),
+                    None => self.manager.runtimes().inspect(&request.container).await,
+                };
+                let result = match info {
+                    Ok(Some(info)) => {
+                        let source = request.source.to_string();
+                        let result = self.manager.quarantine(request, &info, force).await;
+                        self.report(&info.id, &source, &result, None);
+                        result
+                    }
+                    Ok(None) => Err(RuntimeError::NotFound {
+                        id: request.container,
+                    }
+                    .into()),
+                    Err(error) => Err(error.into()),
+                };
+                // The asker may have gone away; the quarantine stands either way.
+                let _unasked = reply.send(result);
+            }
+            Command::Release {
+                container,
+                actor,
+                reason,
+                exempt_for,
+                reply,
+            } => {
+                let result = self
+                    .manager
+                    .release(&container, &actor, &reason, exempt_for)
+                    .await;
+                if result.is_ok() {
+                    info!(%container, %actor, %reason, "quarantine released");
+                }
+                let _unasked = reply.send(result);
+            }
+            Command::SetMode {
+                audit_only,
+                actor,
+                reason,
+                reply,
+            } => {
+                let result = self.manager.set_mode(audit_only, &actor, &reason).await;
+                warn!(mode = mode_name(audit_only), %actor, %reason, "enforcement mode changed");
+                let _unasked = reply.send(result);
+            }
+            Command::Mode { reply } => {
+                let _unasked = reply.send(self.manager.config().audit_only);
+            }
+        }
+    }
+}
