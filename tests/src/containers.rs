@@ -71,6 +71,11 @@ impl TestContainers {
         self.make_container(&["run", "-d"], name_suffix, args)
     }
 
+    /// `docker inspect --format TEMPLATE CONTAINER`, e.g. `{{.State.Status}}`.
+    pub fn field(&self, container: &str, template: &str) -> anyhow::Result<String> {
+        self.docker(&["inspect", "--format", template, container])
+    }
+
     /// Runs any `docker` subcommand against this guard's engine; returns trimmed stdout.
     pub fn docker(&self, args: &[&str]) -> anyhow::Result<String> {
         docker(self.docker_host(), args)

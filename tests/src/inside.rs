@@ -5,6 +5,8 @@
 use std::process::Command;
 use std::time::Duration;
 
+use lazaret_agent::enforce::netns::{self, CutStatus, NetnsHandle};
+
 use crate::TestContainers;
 use crate::command::{CommandOutput, run_checked, run_with_timeout};
 
@@ -52,4 +54,11 @@ pub fn nft_as_container(
         .args(args)
         .env("LC_ALL", "C");
     run_with_timeout(&mut command, TOOL_TIMEOUT).unwrap()
+}
+
+/// Whether the network cut is in `container`'s namespace (Docker's sandbox key), as the agent
+/// checks it.
+pub async fn cut_status(containers: &TestContainers, container: &str) -> anyhow::Result<CutStatus> {
+    let sandbox = containers.field(container, "{{.NetworkSettings.SandboxKey}}")?;
+    Ok(netns::cut_status(&NetnsHandle::open(&sandbox)?).await?)
 }

@@ -15,9 +15,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use lazaret_agent::enforce::netns::{self, CutStatus, NetnsHandle, TABLE_NAME};
+use lazaret_agent::enforce::netns::{CutStatus, TABLE_NAME};
 use lazaret_tests::agent_process::{AgentProcess, describe_audit, has_audit_record};
-use lazaret_tests::inside::nft_as_container;
+use lazaret_tests::inside::{cut_status, nft_as_container};
 use lazaret_tests::{BUSYBOX_IMAGE, TestContainers, ensure_busybox_image, init_tracing};
 
 /// How long the agent may take to bring a container to the wanted state.
@@ -69,24 +69,12 @@ fn policy_dir(containers: &TestContainers, mode: &str) -> (tempfile::TempDir, Pa
     (dir, policy_dir, policy_file)
 }
 
-fn field(containers: &TestContainers, container: &str, template: &str) -> String {
-    containers
-        .docker(&["inspect", "--format", template, container])
-        .unwrap()
-}
-
 fn wait_for_state(containers: &TestContainers, container: &str, state: &str, agent: &AgentProcess) {
     agent
         .wait_for(&format!("{container} {state}"), DEADLINE, || {
-            field(containers, container, "{{.State.Status}}") == state
+            containers.field(container, "{{.State.Status}}").unwrap() == state
         })
         .unwrap();
-}
-
-async fn cut_status(containers: &TestContainers, container: &str) -> CutStatus {
-    let sandbox = field(containers, container, "{{.NetworkSettings.SandboxKey}}");
-    let handle = NetnsHandle::open(&sandbox).unwrap();
-    netns::cut_status(&handle).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +107,10 @@ async fn three_quarantines_hold_across_an_agent_crash_and_tampering_of_each_kind
     let quarantined = [&unpaused, &restarted, &net_admin];
     for container in quarantined {
         wait_for_state(&containers, container, "paused", &agent);
-        assert_eq!(cut_status(&containers, container).await, CutStatus::Intact);
+        assert_eq!(
+            cut_status(&containers, container).await.unwrap(),
+            CutStatus::Intact
+        );
     }
 
     agent.kill().unwrap();
@@ -128,7 +119,7 @@ async fn three_quarantines_hold_across_an_agent_crash_and_tampering_of_each_kind
     for container in quarantined {
         containers.docker(&["unpause", container]).unwrap();
     }
-    let first_pid = field(&containers, &restarted, "{{.State.Pid}}");
+    let first_pid = containers.field(&restarted, "{{.State.Pid}}").unwrap();
     // Its main process dies (as in a crash or an OOM kill): Docker's restart policy starts it.
     let killed = std::process::Command::new("kill")
         .args(["-9", &first_pid])
@@ -137,31 +128,38 @@ async fn three_quarantines_hold_across_an_agent_crash_and_tampering_of_each_kind
     assert!(killed.success());
     agent
         .wait_for("the restart-always container restarted", DEADLINE, || {
-            field(&containers, &restarted, "{{.RestartCount}}") != "0"
-                && field(&containers, &restarted, "{{.State.Status}}") == "running"
-                && field(&containers, &restarted, "{{.State.Pid}}") != first_pid
+            containers.field(&restarted, "{{.RestartCount}}").unwrap() != "0"
+                && containers.field(&restarted, "{{.State.Status}}").unwrap() == "running"
+                && containers.field(&restarted, "{{.State.Pid}}").unwrap() != first_pid
         })
         .unwrap();
-    assert_eq!(cut_status(&containers, &restarted).await, CutStatus::Absent);
+    assert_eq!(
+        cut_status(&containers, &restarted).await.unwrap(),
+        CutStatus::Absent
+    );
     let deleted = nft_as_container(
         &containers,
         &net_admin,
         &["delete", "table", "inet", TABLE_NAME],
     );
     assert!(deleted.success(), "{}", deleted.stderr);
-    assert_eq!(cut_status(&containers, &net_admin).await, CutStatus::Absent);
+    assert_eq!(
+        cut_status(&containers, &net_admin).await.unwrap(),
+        CutStatus::Absent
+    );
 
     agent.restart().unwrap();
     for container in quarantined {
         wait_for_state(&containers, container, "paused", &agent);
         agent
             .wait_for(&format!("{container} cut again"), DEADLINE, || {
-                futures::executor::block_on(cut_status(&containers, container)) == CutStatus::Intact
+                futures::executor::block_on(cut_status(&containers, container)).unwrap()
+                    == CutStatus::Intact
             })
             .unwrap();
     }
     assert_eq!(
-        field(&containers, &bystander, "{{.State.Status}}"),
+        containers.field(&bystander, "{{.State.Status}}").unwrap(),
         "running"
     );
     agent.kill().unwrap();
@@ -229,7 +227,7 @@ async fn policy_changes_protected_containers_and_the_blast_radius_through_the_ag
         .unwrap();
     for container in budget.iter().chain([&labelled, &listed]) {
         assert_eq!(
-            field(&containers, container, "{{.State.Status}}"),
+            containers.field(container, "{{.State.Status}}").unwrap(),
             "running"
         );
     }
@@ -241,7 +239,9 @@ async fn policy_changes_protected_containers_and_the_blast_radius_through_the_ag
         .wait_for("two quarantines", DEADLINE, || {
             budget
                 .iter()
-                .filter(|container| field(&containers, container, "{{.State.Status}}") == "paused")
+                .filter(|container| {
+                    containers.field(container, "{{.State.Status}}").unwrap() == "paused"
+                })
                 .count()
                 == 2
         })
@@ -254,12 +254,12 @@ async fn policy_changes_protected_containers_and_the_blast_radius_through_the_ag
     agent.kill().unwrap();
     let running: Vec<&String> = budget
         .iter()
-        .filter(|container| field(&containers, container, "{{.State.Status}}") == "running")
+        .filter(|container| containers.field(container, "{{.State.Status}}").unwrap() == "running")
         .collect();
     assert_eq!(running.len(), 1, "exactly one over the budget");
     for container in [&labelled, &listed] {
         assert_eq!(
-            field(&containers, container, "{{.State.Status}}"),
+            containers.field(container, "{{.State.Status}}").unwrap(),
             "running"
         );
     }

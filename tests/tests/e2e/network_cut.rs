@@ -36,14 +36,10 @@ fn web_server(containers: &TestContainers, suffix: &str, options: &[&str]) -> St
     containers.run(suffix, &args).unwrap()
 }
 
-fn inspect_field(containers: &TestContainers, container: &str, template: &str) -> String {
-    containers
-        .docker(&["inspect", "--format", template, container])
-        .unwrap()
-}
-
 fn bridge_ip(containers: &TestContainers, container: &str) -> String {
-    let address = inspect_field(containers, container, "{{.NetworkSettings.IPAddress}}");
+    let address = containers
+        .field(container, "{{.NetworkSettings.IPAddress}}")
+        .unwrap();
     assert!(!address.is_empty(), "{container} has no bridge address");
     address
 }
@@ -285,7 +281,7 @@ async fn host_networking_is_refused_and_the_host_left_alone() {
         "{refusal}"
     );
     // The same namespace reached as containerd reports it (the task's /proc path).
-    let pid = inspect_field(&containers, &host_networked, "{{.State.Pid}}");
+    let pid = containers.field(&host_networked, "{{.State.Pid}}").unwrap();
     let through_proc = NetnsHandle::open(format!("/proc/{pid}/ns/net")).unwrap_err();
     assert!(
         matches!(through_proc, NetnsError::HostNetwork { .. }),
@@ -297,7 +293,7 @@ async fn host_networking_is_refused_and_the_host_left_alone() {
     assert_eq!(reported_netns_path(&sharing).await, None);
 
     // A namespace file of another type is refused by setns before nft runs.
-    let owner_pid = inspect_field(&containers, &owner, "{{.State.Pid}}");
+    let owner_pid = containers.field(&owner, "{{.State.Pid}}").unwrap();
     let mount_namespace = NetnsHandle::open(format!("/proc/{owner_pid}/ns/mnt")).unwrap();
     let wrong_type = netns::cut(&mount_namespace).await.unwrap_err();
     assert!(matches!(wrong_type, NetnsError::Nft { .. }), "{wrong_type}");

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lazaret_agent::enforce::engine::Enforced;
-use lazaret_agent::enforce::netns::{self, CutStatus, NetnsHandle};
+use lazaret_agent::enforce::netns::CutStatus;
 use lazaret_agent::enforce::quarantine::{
     NetnsCutter, QuarantineConfig, QuarantineError, QuarantineManager, SystemClock,
 };
@@ -25,6 +25,7 @@ use lazaret_core::quarantine::{
 use lazaret_core::{ContainerId, ContainerInfo, ContainerState};
 use lazaret_tests::agent::{DEFAULT_DOCKER_SOCKET, TestAgent};
 use lazaret_tests::command::run_with_timeout;
+use lazaret_tests::inside::cut_status;
 use lazaret_tests::{BUSYBOX_IMAGE, TestContainers, ensure_busybox_image, init_tracing};
 use tokio::sync::broadcast;
 
@@ -83,12 +84,6 @@ pub(crate) fn request(container: &ContainerInfo, actions: &[Action]) -> Quaranti
         source: QuarantineSource::Policy("e2e-policy".into()),
         scope: Default::default(),
     }
-}
-
-fn field(containers: &TestContainers, container: &str, template: &str) -> String {
-    containers
-        .docker(&["inspect", "--format", template, container])
-        .unwrap()
 }
 
 /// Whether a TCP connection to `address:HTTP_PORT` is established from inside the network
@@ -158,13 +153,6 @@ async fn enforced_on(events: &mut broadcast::Receiver<Enforced>, container: &str
     .unwrap_or_else(|_| panic!("no quarantine of {container} in {REACH_DEADLINE:?}"))
 }
 
-async fn cut_status(containers: &TestContainers, container: &str) -> CutStatus {
-    let sandbox = field(containers, container, "{{.NetworkSettings.SandboxKey}}");
-    netns::cut_status(&NetnsHandle::open(&sandbox).unwrap())
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_violating_container_is_quarantined_at_start_unreachable_until_released_then_exempt() {
     init_tracing();
@@ -176,7 +164,9 @@ async fn a_violating_container_is_quarantined_at_start_unreachable_until_release
     let prober = containers
         .run("prober", &[BUSYBOX_IMAGE, "sleep", "600"])
         .unwrap();
-    let prober_netns = field(&containers, &prober, "{{.NetworkSettings.SandboxKey}}");
+    let prober_netns = containers
+        .field(&prober, "{{.NetworkSettings.SandboxKey}}")
+        .unwrap();
     let state = tempfile::tempdir().unwrap();
     let recheck = Duration::from_millis(500);
     let agent = TestAgent::start_enforcing(state.path(), &policies(&containers), recheck)
@@ -217,10 +207,20 @@ async fn a_violating_container_is_quarantined_at_start_unreachable_until_release
         event.since_start_event.is_some(),
         "not the fast path: {event:?}"
     );
-    assert_eq!(field(&containers, &target, "{{.State.Status}}"), "paused");
-    assert_eq!(cut_status(&containers, &target).await, CutStatus::Intact);
-    let address = field(&containers, &target, "{{.NetworkSettings.IPAddress}}");
-    let target_netns = field(&containers, &target, "{{.NetworkSettings.SandboxKey}}");
+    assert_eq!(
+        containers.field(&target, "{{.State.Status}}").unwrap(),
+        "paused"
+    );
+    assert_eq!(
+        cut_status(&containers, &target).await.unwrap(),
+        CutStatus::Intact
+    );
+    let address = containers
+        .field(&target, "{{.NetworkSettings.IPAddress}}")
+        .unwrap();
+    let target_netns = containers
+        .field(&target, "{{.NetworkSettings.SandboxKey}}")
+        .unwrap();
     assert_eq!(fetch(&containers, &prober, &address), None);
     assert!(
         !connects(&prober_netns, &address),
@@ -230,7 +230,10 @@ async fn a_violating_container_is_quarantined_at_start_unreachable_until_release
         connects(&target_netns, "127.0.0.1"),
         "the target's own loopback was cut"
     );
-    assert_eq!(field(&containers, &prober, "{{.State.Status}}"), "running");
+    assert_eq!(
+        containers.field(&prober, "{{.State.Status}}").unwrap(),
+        "running"
+    );
 
     let id = ContainerId::new(target.as_str());
     agent
@@ -238,12 +241,21 @@ async fn a_violating_container_is_quarantined_at_start_unreachable_until_release
         .release(id.clone(), "CN=e2e", "test over", Duration::from_secs(600))
         .await
         .unwrap();
-    assert_eq!(field(&containers, &target, "{{.State.Status}}"), "running");
+    assert_eq!(
+        containers.field(&target, "{{.State.Status}}").unwrap(),
+        "running"
+    );
     wait_until_served(&containers, &prober, &address);
     // Re-checks and the release's own events come and go: the exemption keeps it released.
     tokio::time::sleep(recheck * 4).await;
-    assert_eq!(field(&containers, &target, "{{.State.Status}}"), "running");
-    assert_eq!(cut_status(&containers, &target).await, CutStatus::Absent);
+    assert_eq!(
+        containers.field(&target, "{{.State.Status}}").unwrap(),
+        "running"
+    );
+    assert_eq!(
+        cut_status(&containers, &target).await.unwrap(),
+        CutStatus::Absent
+    );
     agent.stop().await;
 
     let store = Store::open(state.path(), Durability::Process).unwrap();
@@ -290,8 +302,14 @@ async fn a_shared_namespace_is_cut_only_when_the_policy_says_scope_pod() {
         .unwrap();
     let event = enforced_on(&mut enforced, &sidecar).await;
     assert_eq!(event.record.state, QuarantineState::Applied);
-    assert_eq!(field(&containers, &sidecar, "{{.State.Status}}"), "paused");
-    assert_eq!(cut_status(&containers, &owner).await, CutStatus::Absent);
+    assert_eq!(
+        containers.field(&sidecar, "{{.State.Status}}").unwrap(),
+        "paused"
+    );
+    assert_eq!(
+        cut_status(&containers, &owner).await.unwrap(),
+        CutStatus::Absent
+    );
 
     // Pod scope: the owner's namespace, the whole pod's, is cut; released with the quarantine.
     let member = containers
@@ -310,9 +328,18 @@ async fn a_shared_namespace_is_cut_only_when_the_policy_says_scope_pod() {
         .unwrap();
     let event = enforced_on(&mut enforced, &member).await;
     assert_eq!(event.record.state, QuarantineState::Applied);
-    assert_eq!(field(&containers, &member, "{{.State.Status}}"), "paused");
-    assert_eq!(cut_status(&containers, &owner).await, CutStatus::Intact);
-    assert_eq!(field(&containers, &owner, "{{.State.Status}}"), "running");
+    assert_eq!(
+        containers.field(&member, "{{.State.Status}}").unwrap(),
+        "paused"
+    );
+    assert_eq!(
+        cut_status(&containers, &owner).await.unwrap(),
+        CutStatus::Intact
+    );
+    assert_eq!(
+        containers.field(&owner, "{{.State.Status}}").unwrap(),
+        "running"
+    );
     agent
         .enforcer()
         .release(
@@ -323,7 +350,10 @@ async fn a_shared_namespace_is_cut_only_when_the_policy_says_scope_pod() {
         )
         .await
         .unwrap();
-    assert_eq!(cut_status(&containers, &owner).await, CutStatus::Absent);
+    assert_eq!(
+        cut_status(&containers, &owner).await.unwrap(),
+        CutStatus::Absent
+    );
     agent.stop().await;
 
     let store = Store::open(state.path(), Durability::Process).unwrap();
@@ -356,7 +386,10 @@ async fn kill_leaves_the_container_exited_137() {
         inspect(&setup.runtime, &target).await.state,
         ContainerState::Exited
     );
-    assert_eq!(field(&containers, &target, "{{.State.ExitCode}}"), "137");
+    assert_eq!(
+        containers.field(&target, "{{.State.ExitCode}}").unwrap(),
+        "137"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
