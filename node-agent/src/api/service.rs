@@ -3,6 +3,7 @@
 //! inventory and the store, or asks the enforcement task ([`EnforcerHandle`]) to act. Status codes
 //! and messages as `proto/lazaret/v1/agent.proto` documents them.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::time::Duration;
@@ -96,7 +97,6 @@ impl AgentApi {
                 .map(|record| record.container)
                 .filter(|id| id.as_str().starts_with(target))
                 .collect();
-            candidates.dedup();
         }
         match candidates.len() {
             1 => Ok(candidates.remove(0)),
@@ -184,15 +184,18 @@ impl AgentService for AgentApi {
     ) -> Result<Response<v1::ListContainersResponse>, Status> {
         Caller::of(&request)?.authorize(Operation::Read)?;
         let filter = request.into_inner();
-        let quarantines = self.quarantines().await?;
+        let quarantines: HashMap<ContainerId, QuarantineRecord> = self
+            .quarantines()
+            .await?
+            .into_iter()
+            .map(|record| (record.container.clone(), record))
+            .collect();
         let snapshot = self.inventory.current();
         let containers = snapshot
             .containers
             .values()
             .filter_map(|entry| {
-                let record = quarantines
-                    .iter()
-                    .find(|record| record.container == entry.info.id);
+                let record = quarantines.get(&entry.info.id);
                 let in_force = record.is_some_and(|record| !record.state.is_terminal());
                 let failing = entry
                     .findings

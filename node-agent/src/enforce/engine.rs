@@ -352,7 +352,7 @@ impl Enforcer {
         }
     }
 
-    async fn handle(&mut self, entry: &InventoryEntry, exemptions: &(ExemptionSet, i64)) {
+    async fn handle(&mut self, entry: &InventoryEntry, exemptions: &(Arc<ExemptionSet>, i64)) {
         let info = &entry.info;
         match self.manager.in_force(&info.id).await {
             Ok(Some(_)) => {
@@ -399,12 +399,12 @@ impl Enforcer {
 
     /// Every stored exemption and the clock now, for the judge; none when they cannot be read
     /// (logged: judging on is better than not judging).
-    async fn exemptions(&self) -> (ExemptionSet, i64) {
+    async fn exemptions(&mut self) -> (Arc<ExemptionSet>, i64) {
         match self.manager.exemptions_now().await {
             Ok(exemptions) => exemptions,
             Err(error) => {
                 error!(%error, "cannot read exemptions; judging without them");
-                (ExemptionSet::default(), 0)
+                (Arc::default(), 0)
             }
         }
     }
@@ -415,7 +415,7 @@ impl Enforcer {
     fn request_for(
         &self,
         entry: &InventoryEntry,
-        (exemptions, now): &(ExemptionSet, i64),
+        (exemptions, now): &(Arc<ExemptionSet>, i64),
     ) -> Option<QuarantineRequest> {
         let info = &entry.info;
         let is_exempt = |policy: &str| exemptions.is_exempt(&info.id, policy, *now);

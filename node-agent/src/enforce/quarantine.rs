@@ -186,6 +186,8 @@ pub struct QuarantineManager {
     /// When the automated quarantines of the last window were accepted.
     automated: VecDeque<i64>,
     actions_done_at: Option<Instant>,
+    /// The stored exemptions, once read (see [`Self::exemptions_now`]).
+    exemptions: Option<Arc<ExemptionSet>>,
 }
 
 impl QuarantineManager {
@@ -216,6 +218,7 @@ impl QuarantineManager {
             config,
             automated: VecDeque::new(),
             actions_done_at: None,
+            exemptions: None,
         }
     }
 
@@ -388,23 +391,19 @@ impl QuarantineManager {
 
     /// Every exemption stored, and the manager's clock now: for the judge, so a policy a container
     /// is exempt from does not decide its verdict.
-    pub async fn exemptions_now(&self) -> QuarantineResult<(ExemptionSet, i64)> {
-        let store = self.store.clone();
-        let loaded = blocking(move || store.exemptions()).await?;
-        Ok((loaded.records, self.clock.now_unix_ms()))
-    }
-
-    /// The exemption in force for `container` and `source` at `now`, if any.
-    pub async fn exemption(
-        &self,
-        container: &ContainerId,
-        source: &QuarantineSource,
-        now_unix_ms: i64,
-    ) -> QuarantineResult<Option<Exemption>> {
-        let store = self.store.clone();
-        let (container, key) = (container.clone(), source.exemption_key());
-        let stored = blocking(move || store.exemption(&container, &key)).await?;
-        Ok(stored.filter(|exemption| exemption.is_active(now_unix_ms)))
+    /// Read from the store once, then kept: this manager is the only writer of exemptions and
+    /// drops the copy when it writes one, so judging a change costs no store read.
+    pub async fn exemptions_now(&mut self) -> QuarantineResult<(Arc<ExemptionSet>, i64)> {
+        let exemptions = match &self.exemptions {
+            Some(exemptions) => exemptions.clone(),
+            None => {
+                let store = self.store.clone();
+                let loaded = Arc::new(blocking(move || store.exemptions()).await?.records);
+                self.exemptions = Some(loaded.clone());
+                loaded
+            }
+        };
+        Ok((exemptions, self.clock.now_unix_ms()))
     }
 
     /// Undoes `container`'s quarantine: restores the network, resumes it if paused, stores
@@ -437,6 +436,7 @@ impl QuarantineManager {
             let exemption = Exemption::after_release(&released, until, actor, reason);
             outcome = format!("released; exempt from {} until {until}", exemption.policy);
             let store = self.store.clone();
+            self.exemptions = None;
             blocking(move || store.put_exemption(&exemption)).await?;
         }
         self.audit(AuditEntry {
