@@ -20,7 +20,7 @@ use crate::client::{Failure, Target, connect, request};
 /// Table width: a terminal of 80 columns.
 const TABLE_WIDTH: u16 = 80;
 
-fn table(header: &[&str]) -> Table {
+pub(crate) fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)
@@ -87,14 +87,14 @@ pub fn audit_json(record: &v1::AuditEvent) -> Value {
     })
 }
 
-fn json_text(value: &Value) -> String {
+pub(crate) fn json_text(value: &Value) -> String {
     format!(
         "{}\n",
         serde_json::to_string_pretty(value).expect("JSON values serialise")
     )
 }
 
-fn print_json(value: &Value) {
+pub(crate) fn print_json(value: &Value) {
     print!("{}", json_text(value));
 }
 

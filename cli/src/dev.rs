@@ -4,14 +4,17 @@
 //! agent on Ctrl-C (or when one of them exits).
 //!
 //! Agents share the engine: `node-K` owns the containers labelled `lazaret.io/node=node-K`;
-//! unlabelled ones belong to `node-1`. The controller ([7/11]) and gossip ([6/11]) join later.
+//! unlabelled ones belong to `node-1`. They gossip on loopback (node-1 is every other's seed) and
+//! trust one dev bundle-signing key, `DIR/keys/dev-signing.key` (`LAZARET_SIGNING_KEY`), so a
+//! bundle signed with it and applied to any agent reaches all. The controller ([7/11]) joins
+//! later.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use lazaretctl::pki;
+use lazaretctl::{pki, signing};
 
 use crate::client::{self, Failure, Target};
 
@@ -19,6 +22,10 @@ use crate::client::{self, Failure, Target};
 const BASE_API_PORT: u16 = 7443;
 /// The first agent's metrics port, likewise.
 const BASE_METRICS_PORT: u16 = 9464;
+/// The first agent's gossip (UDP) port, likewise.
+const BASE_GOSSIP_PORT: u16 = 7946;
+/// Gossip interval of the dev fleet: quicker than the 1 s default, for a snappy demo.
+const DEV_GOSSIP_INTERVAL: &str = "250ms";
 /// How long an agent may take to answer on its API.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -41,6 +48,26 @@ fn port_from(port: u16) -> anyhow::Result<u16> {
         .port())
 }
 
+/// A free UDP port on loopback, `port` if it is.
+fn udp_port_from(port: u16) -> anyhow::Result<u16> {
+    if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        return Ok(port);
+    }
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// What every dev agent shares.
+struct Fleet<'a> {
+    dir: &'a Path,
+    pki_dir: &'a Path,
+    policy_dirs: &'a [PathBuf],
+    trusted_key: &'a Path,
+    /// node-1's gossip address, once known.
+    seed: Option<String>,
+}
+
 /// The agent binary: next to this one (a cargo build or an install), else on `PATH`.
 fn agent_binary() -> PathBuf {
     std::env::current_exe()
@@ -50,24 +77,24 @@ fn agent_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("lazaret-agent"))
 }
 
-fn start_agent(
-    dir: &Path,
-    pki_dir: &Path,
-    index: usize,
-    policy_dirs: &[PathBuf],
-) -> anyhow::Result<DevAgent> {
+fn start_agent(fleet: &mut Fleet<'_>, index: usize) -> anyhow::Result<DevAgent> {
     let node = format!("node-{index}");
     let offset = u16::try_from(index - 1).context("too many agents")?;
     let api = format!("127.0.0.1:{}", port_from(BASE_API_PORT + offset)?);
     let metrics = format!("127.0.0.1:{}", port_from(BASE_METRICS_PORT + offset)?);
-    let home = dir.join(&node);
+    let gossip = format!("127.0.0.1:{}", udp_port_from(BASE_GOSSIP_PORT + offset)?);
+    let seed = fleet.seed.get_or_insert_with(|| gossip.clone()).clone();
+    let home = fleet.dir.join(&node);
     std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
     let config = home.join("agent.toml");
     std::fs::write(
         &config,
         format!(
-            "node_name = \"{node}\"\n[watch]\nclaim_unlabelled = {}\n",
-            index == 1
+            "node_name = \"{node}\"\n[watch]\nclaim_unlabelled = {}\n\
+             [gossip]\nlisten = \"{gossip}\"\nseeds = [\"{seed}\"]\ninterval = \"{DEV_GOSSIP_INTERVAL}\"\n\
+             [bundles]\ntrusted_keys = [{:?}]\n",
+            index == 1,
+            fleet.trusted_key.display().to_string(),
         ),
     )
     .with_context(|| format!("cannot write {}", config.display()))?;
@@ -80,10 +107,10 @@ fn start_agent(
         .arg(&config)
         .args(["run", "--api-listen", &api, "--metrics-listen", &metrics])
         .arg("--tls-dir")
-        .arg(pki_dir)
+        .arg(fleet.pki_dir)
         .arg("--state-dir")
         .arg(home.join("state"));
-    for policies in policy_dirs {
+    for policies in fleet.policy_dirs {
         command.arg("--policy-dir").arg(policies);
     }
     let child = command
@@ -141,15 +168,16 @@ async fn wait_ready(agent: &mut DevAgent, pki_dir: &Path) -> anyhow::Result<()> 
 }
 
 /// The `DIR/env` file: `export KEY=value` lines a shell sources and a script parses.
-fn env_file(agents: &[DevAgent], pki_dir: &Path) -> String {
+fn env_file(agents: &[DevAgent], pki_dir: &Path, signing_key: &Path) -> String {
     let join = |pick: fn(&DevAgent) -> &str| agents.iter().map(pick).collect::<Vec<_>>().join(",");
     format!(
         "export LAZARET_AGENT={}\nexport LAZARET_AGENTS={}\nexport LAZARET_NODES={}\n\
-         export LAZARET_TLS_DIR={}\n",
+         export LAZARET_TLS_DIR={}\nexport LAZARET_SIGNING_KEY={}\n",
         agents[0].api,
         join(|agent| &agent.api),
         join(|agent| &agent.node),
-        pki_dir.display()
+        pki_dir.display(),
+        signing_key.display()
     )
 }
 
@@ -172,10 +200,22 @@ async fn run(dir: &Path, count: usize, policy_dirs: &[PathBuf]) -> anyhow::Resul
     } else {
         pki::init(&pki_dir, count)?;
     }
+    let key_base = dir.join("keys").join("dev-signing");
+    let (signing_key, trusted_key) = signing::key_paths(&key_base);
+    if !signing_key.exists() {
+        signing::keygen(&key_base)?;
+    }
+    let mut fleet = Fleet {
+        dir: &dir,
+        pki_dir: &pki_dir,
+        policy_dirs,
+        trusted_key: &trusted_key,
+        seed: None,
+    };
     let mut agents = Vec::new();
     let started: anyhow::Result<()> = async {
         for index in 1..=count {
-            agents.push(start_agent(&dir, &pki_dir, index, policy_dirs)?);
+            agents.push(start_agent(&mut fleet, index)?);
             let agent = agents.last_mut().expect("just pushed");
             wait_ready(agent, &pki_dir).await?;
         }
@@ -187,7 +227,7 @@ async fn run(dir: &Path, count: usize, policy_dirs: &[PathBuf]) -> anyhow::Resul
         return Err(error);
     }
     let env = dir.join("env");
-    std::fs::write(&env, env_file(&agents, &pki_dir))
+    std::fs::write(&env, env_file(&agents, &pki_dir, &signing_key))
         .with_context(|| format!("cannot write {}", env.display()))?;
     println!("Lazaret dev fleet is up ({count} agent(s) on this machine's engine):");
     for agent in &agents {
@@ -205,6 +245,12 @@ async fn run(dir: &Path, count: usize, policy_dirs: &[PathBuf]) -> anyhow::Resul
     println!("  lazaretctl quarantine NAME --reason \"why\"     # cut the network and pause");
     println!("  lazaretctl events --follow");
     println!("  lazaretctl release NAME --reason \"why\"");
+    println!(
+        "  lazaretctl bundle sign --kind policies --key $LAZARET_SIGNING_KEY --out p.bundle deploy/policies/"
+    );
+    println!(
+        "  lazaretctl bundle apply p.bundle && lazaretctl bundle status   # every agent enforces it"
+    );
     println!("\nCtrl-C stops every agent.");
     let exited = async {
         loop {

@@ -1,10 +1,11 @@
 //! `lazaretctl`: the operators' CLI. Offline: the CIS check catalogue, policy validation, the
-//! fleet PKI. Against one agent (`--agent ADDR`, mutual TLS with a certificate from `--tls-dir`):
-//! containers, quarantines, releases, the audit trail and its live stream, the mode, and
-//! what policies would do.
+//! fleet PKI, bundle keys and signing. Against one agent (`--agent ADDR`, mutual TLS with a
+//! certificate from `--tls-dir`): containers, quarantines, releases, the audit trail and its live
+//! stream, the mode, what policies would do, and signed bundles (apply, fleet status).
 #![forbid(unsafe_code)]
 
 mod agent;
+mod bundle;
 mod client;
 mod dev;
 mod policy;
@@ -168,6 +169,10 @@ enum Command {
     /// Make and extend the fleet's PKI (CA and certificates with roles).
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// Signed policy and indicator bundles: make a key, sign, verify, apply to an agent, and
+    /// see the fleet converge (docs/bundles.md).
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
     /// A local fleet for trying Lazaret: agents against this machine's engine, with a dev PKI.
     #[command(subcommand)]
     Dev(DevCommand),
@@ -259,6 +264,18 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Pki(command) => pki_command(command),
+        Command::Bundle(bundle::BundleCommand::Apply { bundle: path }) => {
+            online(Box::pin(async move {
+                bundle::apply(&target, output, path).await
+            }))
+        }
+        Command::Bundle(bundle::BundleCommand::Status) => {
+            online(Box::pin(
+                async move { bundle::status(&target, output).await },
+            ))
+        }
+        // Apply and status are the online ones, handled above.
+        Command::Bundle(command) => bundle::offline(&command, output).unwrap_or(ExitCode::FAILURE),
         Command::Dev(DevCommand::Up {
             agents,
             dir,

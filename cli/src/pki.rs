@@ -177,12 +177,13 @@ fn validate_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_public(path: &Path, text: &str) -> anyhow::Result<()> {
+/// Writes a file anyone may read.
+pub fn write_public(path: &Path, text: &str) -> anyhow::Result<()> {
     fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Written with mode `0600` from the start: the key is never readable by others, even briefly.
-fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
+pub fn write_secret(path: &Path, text: &str) -> anyhow::Result<()> {
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)

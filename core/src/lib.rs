@@ -2,7 +2,8 @@
 //!
 //! Everything here is deterministic code over plain values: the container model the runtimes
 //! fill in, the CIS posture checks, the runtime advisories, the policy language and the judge,
-//! quarantine transitions, the audit chain, and (as they land) indicators and bundles. Policy
+//! quarantine transitions, the audit chain, indicator documents, signed bundles and the gossip
+//! vocabulary. Policy
 //! files are read from disk only by `policy::files`, behind the opt-in `fs` feature. This crate must never do I/O, spawn threads,
 //! read the clock or depend on an async runtime: the agent, the controller and the CLI all use it
 //! the same way, and most of Lazaret's behaviour is tested here without a container engine.
@@ -10,7 +11,10 @@
 
 pub mod advisory;
 pub mod audit;
+pub mod bundle;
 pub mod container;
+pub mod gossip;
+pub mod indicator;
 pub mod policy;
 pub mod posture;
 pub mod quarantine;

@@ -6,8 +6,8 @@
 //! |---|---|
 //! | `viewer` | every read |
 //! | `operator` | + quarantine, release (not `force`) |
-//! | `admin` | + modes, bundles, `force` on protected containers, and everything below |
-//! | `controller` | what it forwards for an authenticated user (reads, quarantine, release, bundles) |
+//! | `admin` | + modes, bundles (apply, fetch), `force` on protected containers, and everything below |
+//! | `controller` | what it forwards for an authenticated user (reads, quarantine, release), and bundles (apply, fetch) |
 //! | `node` | fetch bundles from peers; nothing else |
 //! | `detector` | report detections; nothing else |
 
@@ -92,6 +92,8 @@ pub enum Operation {
     SetMode,
     /// Fetch a signed bundle (peers).
     GetBundle,
+    /// Hand in a signed bundle.
+    ApplyBundle,
     /// Hand in a detection.
     ReportDetection,
 }
@@ -105,6 +107,7 @@ impl Operation {
             Operation::Release => "release",
             Operation::SetMode => "change the mode",
             Operation::GetBundle => "fetch bundles",
+            Operation::ApplyBundle => "apply bundles",
             Operation::ReportDetection => "report detections",
         }
     }
@@ -132,6 +135,7 @@ pub fn allows(role: Role, operation: Operation) -> bool {
                 Op::Quarantine { force: false } | Op::Release
             )
             | (R::Controller | R::Node, Op::GetBundle)
+            | (R::Controller, Op::ApplyBundle)
             | (R::Detector, Op::ReportDetection)
     )
 }
@@ -167,6 +171,7 @@ mod tests {
             Op::Release,
             Op::SetMode,
             Op::GetBundle,
+            Op::ApplyBundle,
             Op::ReportDetection,
         ];
         let may = |role: Role| -> Vec<Operation> {
@@ -186,7 +191,8 @@ mod tests {
                 Op::Read,
                 Op::Quarantine { force: false },
                 Op::Release,
-                Op::GetBundle
+                Op::GetBundle,
+                Op::ApplyBundle
             ]
         );
         assert_eq!(may(Role::Node), [Op::GetBundle]);

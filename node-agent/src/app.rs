@@ -1,6 +1,7 @@
 //! Builds the agent from its configuration and runs it: the inventory task, one watcher per
-//! runtime, the metrics endpoint, and (with policies) the enforcement task. Shutdown is a parameter, so tests start and stop agents in
-//! process exactly as `main` does.
+//! runtime, the metrics endpoint, (with policies or the API) the enforcement task and its signed
+//! bundles, the API, and (configured) gossip with bundle sync. Shutdown is a parameter, so tests
+//! start and stop agents in process exactly as `main` does.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,12 +14,16 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+mod fleet;
+
 use crate::api::{self, AgentApi};
+use crate::bundles::BundleBook;
 use crate::config::AgentConfig;
 use crate::enforce::engine::{Enforced, Enforcer, EnforcerHandle};
 use crate::enforce::policy_files::PolicyFiles;
 use crate::enforce::quarantine::{NetnsCutter, QuarantineConfig, QuarantineManager, SystemClock};
 use crate::enforce::runtimes::Runtimes;
+use crate::gossip::Gossip;
 use crate::inventory::{self, InventoryHandle, Ownership};
 use crate::metrics::{self, Metrics};
 use crate::report::{ContainerReport, PostureReport, RuntimeReport};
@@ -63,6 +68,10 @@ pub struct RunningAgent {
     pub enforcer: Option<EnforcerHandle>,
     /// Where the gRPC API is served, when enabled.
     pub api_addr: Option<SocketAddr>,
+    /// The signed bundles held, when enforcement runs.
+    pub bundles: Option<Arc<BundleBook>>,
+    /// Gossip, when configured.
+    pub gossip: Option<Arc<Gossip>>,
     tasks: JoinSet<()>,
 }
 
@@ -148,15 +157,35 @@ pub async fn start(
             own_container: crate::runtime::cgroup::own_container_id(),
         },
     );
+    let book = {
+        let (node, trusted, store) = (
+            config.node_name.clone(),
+            config.trusted_keys.clone(),
+            store.clone(),
+        );
+        let fleet_metrics = agent.metrics.fleet.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            BundleBook::open(&node, trusted, store, fleet_metrics)
+        })
+        .await
+        .context("bundle task failed")?;
+        Arc::new(opened.context("cannot read the stored bundles")?)
+    };
+    // A signed policies bundle, once accepted, replaces the policy directory (bundles module).
+    let from_bundle = book.policies();
+    if from_bundle.is_some() && !config.policy_dirs.is_empty() {
+        info!("a signed policies bundle is in force: the policy directory is not read");
+    }
+    let reads_files = from_bundle.is_none();
     let mut enforcer = Enforcer::new(
         manager,
-        policies.unwrap_or_default(),
+        from_bundle.or(policies).unwrap_or_default(),
         config.enforcement.recheck_interval,
     )
     .with_metrics(agent.metrics.clone());
     if let Some(every) = config
         .policy_reload
-        .filter(|_| !config.policy_dirs.is_empty())
+        .filter(|_| !config.policy_dirs.is_empty() && reads_files)
     {
         let dirs = config.policy_dirs.clone();
         let files = tokio::task::spawn_blocking(move || PolicyFiles::new(dirs))
@@ -167,6 +196,8 @@ pub async fn start(
     agent.enforced = Some(enforcer.publisher());
     let commands = enforcer.commands();
     agent.enforcer = Some(commands.clone());
+    book.enforce_with(commands.clone());
+    agent.bundles = Some(book.clone());
     info!(
         runtimes = ?kinds,
         state_dir = %config.state_dir.display(),
@@ -183,14 +214,38 @@ pub async fn start(
         let api = AgentApi::new(
             config.node_name.clone(),
             agent.inventory.clone(),
-            store,
-            commands,
-        );
-        let (bound, task) = api::serve(settings, api, &agent.metrics, shutdown).await?;
+            store.clone(),
+            commands.clone(),
+        )
+        .with_bundles(book.clone());
+        let gossip_slot = api.gossip_slot();
+        let (bound, task) = api::serve(settings, api, &agent.metrics, shutdown.clone()).await?;
         agent.api_addr = Some(bound);
         agent.tasks.spawn(async move {
             drop(task.await);
         });
+        if let Some(gossip_settings) = &config.gossip {
+            let parts = fleet::Parts {
+                store,
+                book,
+                enforcer: commands,
+                inventory: agent.inventory.clone(),
+                metrics: agent.metrics.fleet.clone(),
+                api_addr: bound,
+            };
+            let gossip = fleet::start_gossip(
+                config,
+                settings,
+                gossip_settings,
+                parts,
+                &mut agent.tasks,
+                shutdown,
+            )
+            .await?;
+            // Only ever set here, once.
+            let _first = gossip_slot.set(gossip.clone());
+            agent.gossip = Some(gossip);
+        }
     }
     Ok(agent)
 }
@@ -255,6 +310,8 @@ async fn start_parts(
         enforced: None,
         enforcer: None,
         api_addr: None,
+        bundles: None,
+        gossip: None,
         tasks,
     })
 }

@@ -15,6 +15,10 @@ use crate::store::Durability;
 use crate::telemetry::LogFormat;
 use crate::watcher::Backoff;
 
+mod fleet;
+
+pub use self::fleet::{RawBundles, RawGossip};
+
 /// A configuration error, naming the field (`metrics.listen`) or the file.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {field}: {message}")]
@@ -47,6 +51,8 @@ pub struct RawConfig {
     pub state: RawState,
     pub enforcement: RawEnforcement,
     pub api: RawApi,
+    pub gossip: RawGossip,
+    pub bundles: RawBundles,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -279,6 +285,10 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     pub durability: Durability,
     pub enforcement: EnforcementConfig,
+    /// Gossip with peers, when configured.
+    pub gossip: Option<crate::gossip::GossipSettings>,
+    /// Whose signed bundles are accepted.
+    pub trusted_keys: lazaret_core::bundle::TrustedKeys,
 }
 
 impl RawConfig {
@@ -399,11 +409,15 @@ impl RawConfig {
                 cert_name,
             })
         };
+        let gossip = self.gossip.validate(api.is_some())?;
+        let trusted_keys = self.bundles.validate()?;
         let ownership = Ownership {
             node: node_name.clone(),
             claim_unlabelled: self.watch.claim_unlabelled,
         };
         Ok(AgentConfig {
+            gossip,
+            trusted_keys,
             api,
             ownership,
             policy_dirs: self.policies.dirs,
@@ -467,7 +481,7 @@ fn validate_containerd(raw: RawContainerd) -> Result<Option<ContainerdConfig>, C
 }
 
 /// The kernel's host name (Linux), or `localhost` if it cannot be read.
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_string())
         .ok()

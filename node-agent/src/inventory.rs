@@ -6,9 +6,11 @@
 //! which is how a missed event (a dropped connection) is repaired.
 //!
 //! One container, one entry: a Docker container is also visible in containerd's `moby`
-//! namespace under the same id. Docker's view wins (it knows mounts, privilege and ports, which
-//! containerd's `moby` records leave empty); containerd's report of such a container is ignored
-//! while Docker holds it, and used when Docker is not watched.
+//! namespace under the same id. Docker's view wins (it knows mounts, privilege, ports and labels,
+//! which containerd's `moby` records leave empty): once Docker has reported anything,
+//! containerd's reports from `moby` are ignored altogether (they would otherwise make an
+//! unlabelled twin of a container another agent owns); they are used only when Docker is not
+//! watched.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
+use crate::runtime::containerd::DOCKER_NAMESPACE;
 
 /// How many updates may queue before watchers wait: back-pressure instead of unbounded memory.
 const UPDATE_QUEUE: usize = 1024;
@@ -90,6 +93,8 @@ struct Inventory {
     version: u64,
     /// `None`: every container.
     ownership: Option<Ownership>,
+    /// Docker has reported: containerd's `moby` reports are ignored from now on.
+    docker_seen: bool,
 }
 
 impl Inventory {
@@ -98,6 +103,7 @@ impl Inventory {
             containers: BTreeMap::new(),
             version: 0,
             ownership,
+            docker_seen: false,
         }
     }
 }
@@ -109,6 +115,20 @@ fn may_replace(existing: &ContainerInfo, incoming: &ContainerInfo) -> bool {
 
 impl Inventory {
     fn upsert(&mut self, info: ContainerInfo) {
+        if info.runtime == RuntimeKind::Docker {
+            self.docker_seen = true;
+        }
+        if let Some(existing) = self.containers.get(&info.id)
+            && !may_replace(&existing.info, &info)
+        {
+            return;
+        }
+        if self.docker_seen
+            && info.runtime == RuntimeKind::Containerd
+            && info.namespace == DOCKER_NAMESPACE
+        {
+            return;
+        }
         if self
             .ownership
             .as_ref()
@@ -116,11 +136,6 @@ impl Inventory {
         {
             // Relabelled to another node, or never ours.
             self.containers.remove(&info.id);
-            return;
-        }
-        if let Some(existing) = self.containers.get(&info.id)
-            && !may_replace(&existing.info, &info)
-        {
             return;
         }
         let findings = posture::assess(&info);
@@ -149,6 +164,7 @@ impl Inventory {
                 runtime,
                 containers,
             } => {
+                self.docker_seen |= runtime == RuntimeKind::Docker;
                 self.containers
                     .retain(|_, entry| entry.info.runtime != runtime);
                 for info in containers {
@@ -370,6 +386,35 @@ mod tests {
             id: ContainerId::new("same"),
         });
         assert!(inventory.containers.is_empty());
+    }
+
+    #[test]
+    fn containerds_unlabelled_view_of_a_docker_container_never_moves_its_ownership() {
+        // node-2 owns a Docker container labelled for it; containerd's `moby` record of the same
+        // container has no labels. Seen through containerd (e.g. after a pause through its Tasks
+        // API) it must neither drop out of node-2's inventory nor appear in node-1's.
+        let mut labelled = container("shared", RuntimeKind::Docker);
+        labelled.labels.insert(NODE_LABEL.into(), "node-2".into());
+        let mut through_containerd = container("shared", RuntimeKind::Containerd);
+        through_containerd.namespace = DOCKER_NAMESPACE.into();
+        for (node, claim_unlabelled, expected) in [("node-2", false, 1), ("node-1", true, 0)] {
+            let mut inventory = Inventory::new(Some(Ownership {
+                node: node.into(),
+                claim_unlabelled,
+            }));
+            inventory.apply(InventoryUpdate::Resync {
+                runtime: RuntimeKind::Docker,
+                containers: vec![labelled.clone()],
+            });
+            inventory.apply(InventoryUpdate::Upsert(Box::new(
+                through_containerd.clone(),
+            )));
+            inventory.apply(InventoryUpdate::Resync {
+                runtime: RuntimeKind::Containerd,
+                containers: vec![through_containerd.clone()],
+            });
+            assert_eq!(inventory.containers.len(), expected, "{node}");
+        }
     }
 
     #[test]

@@ -8,8 +8,10 @@
 
 pub mod api;
 pub mod app;
+pub mod bundles;
 pub mod config;
 pub mod enforce;
+pub mod gossip;
 pub mod inventory;
 pub mod metrics;
 pub mod report;

@@ -28,6 +28,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::inventory::InventorySnapshot;
 
+mod fleet;
+
+pub use self::fleet::FleetMetrics;
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
@@ -70,6 +74,8 @@ pub struct Metrics {
     blast_radius_exceeded: Counter,
     policy_reloads: Family<ResultLabels, Counter>,
     certificate_expiry: Family<CertificateLabels, Gauge>,
+    /// Bundles and gossip.
+    pub fleet: FleetMetrics,
     /// The inventory whose gauges [`Metrics::encode`] computes first.
     inventory: Arc<Mutex<Option<watch::Receiver<Arc<InventorySnapshot>>>>>,
 }
@@ -156,7 +162,9 @@ impl Metrics {
             "When the API's certificates (its own and the CA) stop being valid, Unix seconds",
             certificate_expiry.clone(),
         );
+        let fleet = FleetMetrics::register(&mut registry);
         let metrics = Metrics {
+            fleet,
             registry: Arc::new(registry),
             certificate_expiry,
             inventory: Arc::new(Mutex::new(None)),
@@ -284,6 +292,10 @@ impl Metrics {
         if let Some(snapshot) = current {
             self.record_inventory(&snapshot);
         }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        self.fleet.refresh_stale(now);
         let mut text = String::new();
         // Writing into a String cannot fail.
         encode(&mut text, &self.registry).expect("encoding metrics into a string");

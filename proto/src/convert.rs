@@ -1,6 +1,7 @@
 //! Conversions between `lazaret-core` domain types and `lazaret.v1` wire types.
 
 use lazaret_core::audit::AuditRecord;
+use lazaret_core::bundle::{BundleKind, BundleStamp};
 use lazaret_core::posture::{CheckResult, Finding};
 use lazaret_core::quarantine::QuarantineRecord;
 use lazaret_core::{ContainerInfo, Severity};
@@ -111,6 +112,17 @@ impl From<&AuditRecord> for v1::AuditEvent {
             source: record.source.clone(),
             outcome: record.outcome.clone(),
             hash: record.hash().to_hex(),
+        }
+    }
+}
+
+/// A peer's `ack:KIND` as the API shows it.
+impl From<(&BundleKind, &BundleStamp)> for v1::PeerBundle {
+    fn from((kind, stamp): (&BundleKind, &BundleStamp)) -> Self {
+        v1::PeerBundle {
+            kind: kind.to_string(),
+            version: stamp.version,
+            digest: stamp.digest.to_hex(),
         }
     }
 }

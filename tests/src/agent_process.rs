@@ -42,6 +42,8 @@ pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
 pub struct AgentProcess {
     daemon: DaemonProcess,
     args: Vec<String>,
+    /// Run inside this network namespace (`nsenter --net=…`), when set.
+    netns: Option<PathBuf>,
 }
 
 impl AgentProcess {
@@ -49,11 +51,23 @@ impl AgentProcess {
     /// `lazaret-agent --config DIR/agent.toml run --state-dir DIR/state --policy-dir POLICIES`
     /// with debug logs of the agent's own modules into `DIR/lazaret-agent.log`.
     pub fn start(dir: &Path, config: &str, policies: &Path) -> anyhow::Result<AgentProcess> {
+        let policies = ["--policy-dir".to_string(), policies.display().to_string()];
+        AgentProcess::start_with(dir, config, &policies, None)
+    }
+
+    /// Like [`Self::start`], with `extra` arguments after `run` instead of a policy directory,
+    /// and inside the network namespace at `netns` when given.
+    pub fn start_with(
+        dir: &Path,
+        config: &str,
+        extra: &[String],
+        netns: Option<PathBuf>,
+    ) -> anyhow::Result<AgentProcess> {
         let config_path = dir.join("agent.toml");
         std::fs::write(&config_path, config)
             .with_context(|| format!("cannot write {}", config_path.display()))?;
         let path = |path: &Path| path.display().to_string();
-        let args = vec![
+        let mut args = vec![
             "--config".into(),
             path(&config_path),
             "--log-level".into(),
@@ -61,12 +75,12 @@ impl AgentProcess {
             "run".into(),
             "--state-dir".into(),
             path(&dir.join("state")),
-            "--policy-dir".into(),
-            path(policies),
         ];
+        args.extend(extra.iter().cloned());
         let mut agent = AgentProcess {
             daemon: DaemonProcess::new("lazaret-agent", dir.to_path_buf()),
             args,
+            netns,
         };
         agent.spawn()?;
         Ok(agent)
@@ -129,7 +143,19 @@ impl AgentProcess {
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
-        let mut command = Command::new(workspace_binary("lazaret-agent")?);
+        let binary = workspace_binary("lazaret-agent")?;
+        let mut command = match &self.netns {
+            Some(netns) => {
+                // nsenter execs the agent: the child's PID is the agent's.
+                let mut command = Command::new("nsenter");
+                command
+                    .arg(format!("--net={}", netns.display()))
+                    .arg("--")
+                    .arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         command.args(&self.args);
         self.daemon.spawn(command, "lazaret-agent run").map(drop)
     }
@@ -157,4 +183,23 @@ pub fn describe_audit(audit: &[AuditRecord]) -> String {
         .map(|record| format!("{} {} {}", record.target, record.action, record.outcome))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The Prometheus text an agent serves at `http://ADDRESS/metrics` (host network only).
+pub fn scrape_metrics(address: &str) -> anyhow::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address)
+        .with_context(|| format!("cannot reach the metrics endpoint at {address}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// The value of the series `series` (name and labels exactly as exposed) in `text`; 0 if absent.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
 }

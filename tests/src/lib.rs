@@ -3,6 +3,7 @@
 //!
 //! - [`agent`]: [`agent::TestAgent`], an agent started in process against a real engine;
 //! - [`agent_process`]: [`agent_process::AgentProcess`], the agent binary as a child process;
+//! - [`fleet`]: [`fleet::TestFleet`], agent processes gossiping as one fleet;
 //! - [`inside`]: acting on a container's namespace with exactly the container's privileges;
 //! - [`image`]: the busybox test image, built locally (no registry is reachable);
 //! - [`containers`]: [`TestContainers`], a guard owning the containers of one test;
@@ -23,6 +24,7 @@ pub mod command;
 pub mod containers;
 pub mod daemon;
 pub mod docker;
+pub mod fleet;
 pub mod image;
 pub mod inside;
 pub mod leftovers;

@@ -9,6 +9,7 @@
 //! `NAME.pem`, `NAME-key.pem`); a client without a certificate from that CA is refused in the
 //! handshake, before any handler runs.
 
+mod bundles;
 pub mod identity;
 pub mod service;
 

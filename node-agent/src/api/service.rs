@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::Stream;
@@ -24,8 +25,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::identity::Caller;
+use crate::bundles::BundleBook;
 use crate::enforce::engine::EnforcerHandle;
 use crate::enforce::quarantine::{QuarantineError, mode_name};
+use crate::gossip::Gossip;
 use crate::inventory::{InventoryEntry, InventoryHandle};
 use crate::runtime::RuntimeError;
 use crate::store::{Store, StoreError};
@@ -47,6 +50,9 @@ pub struct AgentApi {
     inventory: InventoryHandle,
     store: Store,
     enforcer: EnforcerHandle,
+    bundles: Option<Arc<BundleBook>>,
+    /// Set once gossip runs (it starts after the API, which must be bound first).
+    gossip: Arc<OnceLock<Arc<Gossip>>>,
 }
 
 impl AgentApi {
@@ -61,7 +67,34 @@ impl AgentApi {
             inventory,
             store,
             enforcer,
+            bundles: None,
+            gossip: Arc::default(),
         }
+    }
+
+    /// Serves and takes the bundles of `book`.
+    pub fn with_bundles(mut self, book: Arc<BundleBook>) -> Self {
+        self.bundles = Some(book);
+        self
+    }
+
+    /// Where gossip is handed to the running API once it has started.
+    pub fn gossip_slot(&self) -> Arc<OnceLock<Arc<Gossip>>> {
+        self.gossip.clone()
+    }
+
+    pub(super) fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub(super) fn book(&self) -> Result<&Arc<BundleBook>, Status> {
+        self.bundles.as_ref().ok_or_else(|| {
+            Status::unavailable("this agent does not hold bundles (enforcement is not running)")
+        })
+    }
+
+    pub(super) fn gossip(&self) -> Option<&Arc<Gossip>> {
+        self.gossip.get()
     }
 
     /// The container `target` names: a full id, a unique id prefix, or a name; containers that
@@ -504,9 +537,20 @@ impl AgentService for AgentApi {
         &self,
         request: Request<v1::GetBundleRequest>,
     ) -> Result<Response<v1::GetBundleResponse>, Status> {
-        Caller::of(&request)?.authorize(Operation::GetBundle)?;
-        Err(Status::unimplemented(
-            "bundles are not served yet: they arrive with peer-to-peer sync (issue 6/11)",
-        ))
+        self.serve_get_bundle(request).await
+    }
+
+    async fn apply_bundle(
+        &self,
+        request: Request<v1::ApplyBundleRequest>,
+    ) -> Result<Response<v1::ApplyBundleResponse>, Status> {
+        self.serve_apply_bundle(request).await
+    }
+
+    async fn bundle_status(
+        &self,
+        request: Request<v1::BundleStatusRequest>,
+    ) -> Result<Response<v1::BundleStatusResponse>, Status> {
+        self.serve_bundle_status(request).await
     }
 }

@@ -239,9 +239,7 @@ impl Enforcer {
             Reload::Applied(set) => {
                 info!(policies = set.policies.len(), "policy change applied");
                 self.metrics.count_policy_reload("applied");
-                self.policies = set;
-                self.seen.clear();
-                self.prejudged.clear();
+                self.install(set);
                 true
             }
             Reload::Rejected(errors) => {
@@ -250,6 +248,13 @@ impl Enforcer {
                 false
             }
         }
+    }
+
+    /// Puts `set` in force: every container is judged again at the next observation.
+    fn install(&mut self, set: PolicySet) {
+        self.policies = set;
+        self.seen.clear();
+        self.prejudged.clear();
     }
 
     /// Rolls stored quarantines forward once; `false` (retried at the next sweep) on failure.

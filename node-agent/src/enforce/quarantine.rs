@@ -626,7 +626,18 @@ impl QuarantineManager {
         action: &str,
         outcome: String,
     ) -> QuarantineResult<()> {
-        self.audit(AuditEntry {
+        self.audit(self.entry(record, actor, action, outcome)).await
+    }
+
+    /// The audit entry for `action` on `record`'s container.
+    fn entry(
+        &self,
+        record: &QuarantineRecord,
+        actor: &str,
+        action: &str,
+        outcome: String,
+    ) -> AuditEntry {
+        AuditEntry {
             actor: actor.to_string(),
             on_behalf_of: None,
             action: action.to_string(),
@@ -634,14 +645,30 @@ impl QuarantineManager {
             reason: record.reason.clone(),
             source: record.source.to_string(),
             outcome,
-        })
-        .await
+        }
     }
 
     async fn audit(&self, entry: AuditEntry) -> QuarantineResult<()> {
         let store = self.store.clone();
         let now = self.clock.now_unix_ms();
         blocking(move || store.append_audit(entry, now).map(drop)).await
+    }
+
+    /// Appends `entries` and stores `record`, in one durable write.
+    async fn store_with_audit(
+        &self,
+        entries: Vec<AuditEntry>,
+        record: &QuarantineRecord,
+    ) -> QuarantineResult<()> {
+        let store = self.store.clone();
+        let now = self.clock.now_unix_ms();
+        let record = record.clone();
+        blocking(move || {
+            store
+                .append_audit_with(entries, now, Some(&record))
+                .map(drop)
+        })
+        .await
     }
 }
 

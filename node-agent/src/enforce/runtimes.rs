@@ -62,6 +62,31 @@ impl Runtimes {
             })
     }
 
+    /// Pauses `info`'s container. A Docker container is paused through containerd's Tasks API
+    /// when a watched containerd can (its `moby` namespace): that skips dockerd and is ~5 ms
+    /// shorter, which is most of the budget of an operator's quarantine. Any failure there
+    /// falls back to Docker's own pause, so the shortcut can never lose a pause.
+    pub async fn pause(&self, info: &ContainerInfo) -> RuntimeResult<()> {
+        let owner = self.owner(info)?;
+        if info.runtime == RuntimeKind::Docker {
+            for runtime in self
+                .runtimes
+                .iter()
+                .filter(|runtime| runtime.kind() != RuntimeKind::Docker)
+            {
+                match runtime.pause_docker_task(&info.id).await {
+                    Some(Ok(())) => return Ok(()),
+                    Some(Err(error)) => {
+                        tracing::debug!(container = %info.id, %error, "pause through containerd failed; pausing through Docker");
+                        break;
+                    }
+                    None => {}
+                }
+            }
+        }
+        owner.pause(&info.id).await
+    }
+
     /// The container as the first runtime that has it reports it. `Ok(None)` only when every
     /// runtime answered and none has it; an error when none has it and one could not answer (so
     /// an unreachable runtime never reads as "the container is gone").

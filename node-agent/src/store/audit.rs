@@ -10,18 +10,17 @@ use lazaret_core::audit::{self, AuditEntry, AuditHead, AuditRecord, BreakKind, C
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
+use lazaret_core::quarantine::QuarantineRecord;
+
 use super::{
-    CorruptRecord, META_AUDIT_HEAD, Store, StoreError, StoreResult, TREE_AUDIT, TREE_META, decode,
-    encode, sled_error,
+    CorruptRecord, META_AUDIT_HEAD, Store, StoreError, StoreResult, TREE_AUDIT, TREE_META,
+    TREE_QUARANTINE, decode, encode, sled_error,
 };
 
 /// How many records verification holds in memory at once.
 const VERIFY_BATCH: usize = 1024;
 
 impl Store {
-    /// Puts `entry` on the chain at `time_unix_ms` and returns the stored record. The record and
-    /// the new head are written atomically, and durably (see [`super::Durability`]) before this
-    /// returns.
     /// Every record as `action outcome`, after checking the chain verifies: what unit tests
     /// compare.
     #[cfg(test)]
@@ -42,33 +41,68 @@ impl Store {
         self.audit.watch_prefix(Vec::<u8>::new())
     }
 
+    /// Puts `entry` on the chain at `time_unix_ms` and returns the stored record. The record and
+    /// the new head are written atomically, and durably (see [`super::Durability`]) before this
+    /// returns.
     pub fn append_audit(&self, entry: AuditEntry, time_unix_ms: i64) -> StoreResult<AuditRecord> {
-        let outcome = (&self.audit, &self.meta).transaction(|(audit_tree, meta_tree)| {
-            let abort = ConflictableTransactionError::Abort;
-            let head = match meta_tree.get(META_AUDIT_HEAD)? {
-                None => None,
-                Some(bytes) => Some(
-                    decode::<AuditHead>(TREE_META, META_AUDIT_HEAD.as_bytes(), &bytes)
-                        .map_err(|corrupt| abort(StoreError::from(corrupt)))?,
-                ),
-            };
-            let (record, new_head) = audit::append(head.as_ref(), entry.clone(), time_unix_ms);
-            let key = record.sequence.to_be_bytes();
-            if audit_tree.get(key)?.is_some() {
-                return Err(abort(StoreError::AuditPastHead {
-                    head_sequence: head.map_or(0, |head| head.sequence),
-                    found_sequence: record.sequence,
-                }));
-            }
-            let key_text = record.sequence.to_string();
-            let value = encode(TREE_AUDIT, &key_text, &record).map_err(abort)?;
-            let head_value = encode(TREE_META, META_AUDIT_HEAD, &new_head).map_err(abort)?;
-            audit_tree.insert(&key, value)?;
-            meta_tree.insert(META_AUDIT_HEAD, head_value)?;
-            Ok(record)
-        });
-        let record = match outcome {
-            Ok(record) => record,
+        let mut records = self.append_audit_with(vec![entry], time_unix_ms, None)?;
+        Ok(records.pop().expect("one entry, one record"))
+    }
+
+    /// Puts `entries` on the chain in order and, in the same transaction, stores `quarantine`
+    /// (when given): one durable write for a quarantine's outcome records and its new state,
+    /// where one write each would cost a flush each.
+    pub fn append_audit_with(
+        &self,
+        entries: Vec<AuditEntry>,
+        time_unix_ms: i64,
+        quarantine: Option<&QuarantineRecord>,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        let quarantine_value = quarantine
+            .map(|record| {
+                let key = record.container.as_str();
+                encode(TREE_QUARANTINE, key, record).map(|value| (key, value))
+            })
+            .transpose()?;
+        let outcome = (&self.audit, &self.meta, &self.quarantine).transaction(
+            |(audit_tree, meta_tree, quarantine_tree)| {
+                let abort = ConflictableTransactionError::Abort;
+                let mut head = match meta_tree.get(META_AUDIT_HEAD)? {
+                    None => None,
+                    Some(bytes) => Some(
+                        decode::<AuditHead>(TREE_META, META_AUDIT_HEAD.as_bytes(), &bytes)
+                            .map_err(|corrupt| abort(StoreError::from(corrupt)))?,
+                    ),
+                };
+                let mut records = Vec::with_capacity(entries.len());
+                for entry in &entries {
+                    let (record, new_head) =
+                        audit::append(head.as_ref(), entry.clone(), time_unix_ms);
+                    let key = record.sequence.to_be_bytes();
+                    if audit_tree.get(key)?.is_some() {
+                        return Err(abort(StoreError::AuditPastHead {
+                            head_sequence: head.map_or(0, |head| head.sequence),
+                            found_sequence: record.sequence,
+                        }));
+                    }
+                    let key_text = record.sequence.to_string();
+                    let value = encode(TREE_AUDIT, &key_text, &record).map_err(abort)?;
+                    audit_tree.insert(&key, value)?;
+                    head = Some(new_head);
+                    records.push(record);
+                }
+                if let Some(head) = &head {
+                    let head_value = encode(TREE_META, META_AUDIT_HEAD, head).map_err(abort)?;
+                    meta_tree.insert(META_AUDIT_HEAD, head_value)?;
+                }
+                if let Some((key, value)) = &quarantine_value {
+                    quarantine_tree.insert(*key, value.clone())?;
+                }
+                Ok(records)
+            },
+        );
+        let records = match outcome {
+            Ok(records) => records,
             Err(TransactionError::Abort(error)) => return Err(error),
             Err(TransactionError::Storage(source)) => {
                 return Err(StoreError::Sled {
@@ -80,7 +114,7 @@ impl Store {
             }
         };
         self.persist()?;
-        Ok(record)
+        Ok(records)
     }
 
     /// The stored head: what the agent gossips as `audit_head`. `None` for an empty chain.

@@ -30,6 +30,7 @@
 //! a corrupt record is reported by key, never a panic and never silently dropped.
 
 mod audit;
+mod bundles;
 mod error;
 #[cfg(test)]
 mod tests;
@@ -52,16 +53,18 @@ pub const TREE_QUARANTINE: &str = "quarantine";
 pub const TREE_EXEMPTIONS: &str = "exemptions";
 /// The audit chain by sequence (8 bytes big-endian).
 pub const TREE_AUDIT: &str = "audit";
-/// Reserved: the newest accepted bundle of each kind (a later issue).
+/// The newest accepted bundle of each kind, and its stamp (`store/bundles.rs`).
 pub const TREE_BUNDLES: &str = "bundles";
 /// Reserved: runtime event cursors (a later issue).
 pub const TREE_CURSOR: &str = "cursor";
-/// Store-wide values: [`META_SCHEMA`], [`META_AUDIT_HEAD`].
+/// Store-wide values: [`META_SCHEMA`], [`META_AUDIT_HEAD`], [`META_GENERATION`].
 pub const TREE_META: &str = "meta";
 /// The schema version, as decimal text.
 pub const META_SCHEMA: &str = "schema";
 /// The audit chain's head, as JSON, written in the same transaction as each record.
 pub const META_AUDIT_HEAD: &str = "audit_head";
+/// The gossip generation of the last start, as JSON.
+pub const META_GENERATION: &str = "generation";
 /// The schema this code reads and writes. A store with a higher version is refused at open.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -95,6 +98,7 @@ pub struct Store {
     quarantine: sled::Tree,
     exemptions: sled::Tree,
     audit: sled::Tree,
+    bundles: sled::Tree,
     meta: sled::Tree,
     /// sled's data file, opened a second time for `Durability::Disk`'s `fsync` (on Linux an
     /// `fsync` through any descriptor syncs the file).
@@ -145,6 +149,7 @@ impl Store {
             quarantine: open_tree(TREE_QUARANTINE)?,
             exemptions: open_tree(TREE_EXEMPTIONS)?,
             audit: open_tree(TREE_AUDIT)?,
+            bundles: open_tree(TREE_BUNDLES)?,
             meta: open_tree(TREE_META)?,
             db,
             data_file,

@@ -290,10 +290,7 @@ fn quarantine_and_release_by_name_through_the_cli_with_roles_enforced() {
     assert_eq!(verified["intact"], true);
 
     // The API's certificate expiry is a metric: a year ahead for a fresh node certificate.
-    let mut scrape = std::net::TcpStream::connect(&api.metrics).unwrap();
-    std::io::Write::write_all(&mut scrape, b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut scrape, &mut text).unwrap();
+    let text = lazaret_tests::agent_process::scrape_metrics(&api.metrics).unwrap();
     let expiry: i64 = text
         .lines()
         .find_map(|line| {
@@ -398,6 +395,20 @@ fn dev_env(path: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `dev up` as a child; on a failed assertion it is interrupted (stopping its agents) too.
+struct DevUp(std::process::Child);
+
+impl Drop for DevUp {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _interrupted = Command::new("kill")
+                .args(["-INT", &self.0.id().to_string()])
+                .status();
+            let _reaped = lazaret_tests::command::wait_with_deadline(&mut self.0, DEADLINE);
+        }
+    }
+}
+
 #[test]
 fn the_readme_quick_start_brings_a_fleet_up_quarantines_and_stops_on_ctrl_c() {
     init_tracing();
@@ -405,16 +416,19 @@ fn the_readme_quick_start_brings_a_fleet_up_quarantines_and_stops_on_ctrl_c() {
     let containers = TestContainers::new(None);
     let dir = tempfile::tempdir().unwrap();
     let fleet_dir = dir.path().join("dev");
-    let mut fleet = Command::new(workspace_binary("lazaretctl").unwrap())
-        .args(["dev", "up", "--dir"])
-        .arg(&fleet_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut fleet = DevUp(
+        Command::new(workspace_binary("lazaretctl").unwrap())
+            .args(["dev", "up", "--agents", "2", "--dir"])
+            .arg(&fleet_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let fleet = &mut fleet.0;
     let env_path = fleet_dir.join("env");
     let deadline = std::time::Instant::now() + DEADLINE;
-    while dev_env(&env_path).len() < 4 {
+    while dev_env(&env_path).len() < 5 {
         assert!(std::time::Instant::now() < deadline, "dev up wrote no env");
         assert!(fleet.try_wait().unwrap().is_none(), "dev up exited early");
         std::thread::sleep(Duration::from_millis(200));
@@ -427,7 +441,8 @@ fn the_readme_quick_start_brings_a_fleet_up_quarantines_and_stops_on_ctrl_c() {
             "LAZARET_AGENT",
             "LAZARET_AGENTS",
             "LAZARET_NODES",
-            "LAZARET_TLS_DIR"
+            "LAZARET_TLS_DIR",
+            "LAZARET_SIGNING_KEY"
         ]
     );
     // What a user who ran `source DIR/env` types.
@@ -450,15 +465,93 @@ fn the_readme_quick_start_brings_a_fleet_up_quarantines_and_stops_on_ctrl_c() {
     }
     let quarantined = lazaretctl(&["quarantine", &name, "--reason", "trying Lazaret"]);
     assert!(quarantined.status.success(), "{}", stderr(&quarantined));
-    let state = || {
+    let state = |id: &str| {
         containers
-            .docker(&["inspect", "-f", "{{.State.Status}}", &target])
+            .docker(&["inspect", "-f", "{{.State.Status}}", id])
             .unwrap()
     };
-    assert_eq!(state(), "paused");
+    // The agent pauses Docker containers through containerd; Docker follows within moments.
+    let becomes = |id: &str, wanted: &str, within: Duration| {
+        let deadline = std::time::Instant::now() + within;
+        while state(id) != wanted {
+            assert!(std::time::Instant::now() < deadline, "{id} never {wanted}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    becomes(&target, "paused", Duration::from_secs(5));
     let released = lazaretctl(&["release", &name, "--reason", "done"]);
     assert!(released.status.success(), "{}", stderr(&released));
-    assert_eq!(state(), "running");
+    assert_eq!(state(&target), "running");
+
+    // The README's bundle roll-out: signed with the dev key, applied to node-1, enforced by
+    // node-2 on the container it owns (the policy is scoped to this test's containers).
+    let demo = dir.path().join("demo");
+    std::fs::create_dir(&demo).unwrap();
+    std::fs::write(
+        demo.join("bad.yaml"),
+        format!(
+            "apiVersion: lazaret.dev/v1\nkind: Policy\nname: demo-bad\nmode: enforce\n\
+             match: {{labels: {{demo: bad, lazaret.test: \"{}\"}}}}\n\
+             rules: [{{expr: \"true\"}}]\nactions: [pause]\n",
+            containers.run_id()
+        ),
+    )
+    .unwrap();
+    let signing_key = &env
+        .iter()
+        .find(|(key, _)| key == "LAZARET_SIGNING_KEY")
+        .unwrap()
+        .1;
+    let bundle = dir.path().join("demo.bundle");
+    let signed = lazaretctl(&[
+        "bundle",
+        "sign",
+        "--kind",
+        "policies",
+        "--key",
+        signing_key,
+        "--out",
+        bundle.to_str().unwrap(),
+        demo.to_str().unwrap(),
+    ]);
+    assert!(signed.status.success(), "{}", stderr(&signed));
+    let applied = lazaretctl(&["bundle", "apply", bundle.to_str().unwrap()]);
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    let node_2 = env
+        .iter()
+        .find(|(key, _)| key == "LAZARET_AGENTS")
+        .unwrap()
+        .1
+        .split(',')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let bad = containers
+        .run(
+            "readme-bad",
+            &[
+                "--label",
+                "demo=bad",
+                "--label",
+                "lazaret.io/node=node-2",
+                BUSYBOX_IMAGE,
+                "sleep",
+                "600",
+            ],
+        )
+        .unwrap();
+    // Gossip carries the bundle to node-2, which judges the container under it.
+    becomes(&bad, "paused", DEADLINE);
+    let on_node_2 = lazaretctl(&["--agent", &node_2, "quarantines", "-o", "json"]);
+    let records: Value = serde_json::from_slice(&on_node_2.stdout).unwrap();
+    assert!(
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|record| record["container"] == bad.as_str() && record["node"] == "node-2"),
+        "{records}"
+    );
 
     // Ctrl-C stops the agents too.
     let interrupted = Command::new("kill")

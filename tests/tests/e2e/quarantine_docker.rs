@@ -425,3 +425,61 @@ async fn audit_only_leaves_the_container_running_with_the_would_have_record() {
     );
     setup.store.verify_audit(None).unwrap().unwrap();
 }
+
+/// The agent pauses a Docker container through containerd's Tasks API (Docker's `moby`
+/// namespace): Docker's own view follows (`docker inspect` says paused), and a release through
+/// Docker thaws it. Without a containerd watching `moby`, Docker's pause is used.
+#[tokio::test]
+async fn a_docker_container_paused_through_containerd_stays_consistent_in_docker() {
+    use lazaret_agent::enforce::runtimes::Runtimes;
+    use lazaret_agent::runtime::containerd::{ContainerdRuntime, DOCKER_NAMESPACE, default_socket};
+    init_tracing();
+    ensure_busybox_image(None).unwrap();
+    let Some(socket) = default_socket() else {
+        panic!("no containerd socket on this machine: Docker's containerd is expected");
+    };
+    let containers = TestContainers::new(None);
+    let docker = Arc::new(DockerRuntime::new(DEFAULT_DOCKER_SOCKET));
+    docker.connect().await.unwrap();
+    let containerd = Arc::new(ContainerdRuntime::new(
+        socket,
+        vec![DOCKER_NAMESPACE.to_string()],
+    ));
+    containerd.connect().await.unwrap();
+    let id = containers
+        .run("through-containerd", &[BUSYBOX_IMAGE, "sleep", "600"])
+        .unwrap();
+    let container = ContainerId::new(id.as_str());
+    assert!(
+        matches!(containerd.pause_docker_task(&container).await, Some(Ok(()))),
+        "containerd pauses the Docker container's task"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while containers.field(&id, "{{.State.Status}}").unwrap() != "paused" {
+        assert!(Instant::now() < deadline, "Docker never saw the pause");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    docker.resume(&container).await.unwrap();
+    assert_eq!(
+        containers.field(&id, "{{.State.Status}}").unwrap(),
+        "running"
+    );
+
+    // Through the runtimes enforcement uses: containerd first, Docker's pause as the fallback.
+    let info = docker.inspect(&container).await.unwrap().unwrap();
+    let both = Runtimes::new(vec![docker.clone(), containerd.clone()]);
+    both.pause(&info).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while containers.field(&id, "{{.State.Status}}").unwrap() != "paused" {
+        assert!(Instant::now() < deadline, "Docker never saw the pause");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    docker.resume(&container).await.unwrap();
+    let docker_only = Runtimes::one(docker.clone());
+    docker_only.pause(&info).await.unwrap();
+    assert_eq!(
+        containers.field(&id, "{{.State.Status}}").unwrap(),
+        "paused"
+    );
+    docker.resume(&container).await.unwrap();
+}

@@ -4,7 +4,8 @@
 //! Scenarios: (1) `docker create` → the container is in the agent's inventory with findings,
 //! side by side with the raw create call (here); (2) a start event → enforced by the fast path
 //! beside the raw pause, and (3) the network cut and restore ([`enforce`]); (4) the CLI
-//! quarantine round trip ([`cli`]); (5) the agent process's RSS and idle CPU ([`footprint`]).
+//! quarantine round trip ([`cli`]); (5) the agent process's RSS and idle CPU ([`footprint`]);
+//! (6) fleet convergence over gossip, a 10k-indicator bundle, idle gossip bandwidth ([`fleet`]).
 //! Every container it makes carries the test label and is removed at the end.
 
 use std::collections::HashMap;
@@ -38,8 +39,8 @@ struct Args {
     /// the agent's own overhead without the cut).
     #[arg(long, default_value = "network-cut, pause")]
     enforce_actions: String,
-    /// Run only these scenarios (comma-separated: create, enforce, cut, cli, footprint); all if
-    /// unset.
+    /// Run only these scenarios (comma-separated: create, enforce, cut, cli, footprint, fleet);
+    /// all if unset.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Rounds of `lazaretctl quarantine` against an agent (and as many raw pause calls).
@@ -60,6 +61,24 @@ struct Args {
     /// The agent binary for the process scenarios (build it first).
     #[arg(long, default_value = "target/release/lazaret-agent")]
     agent: PathBuf,
+    /// Agent-process fleet sizes for the convergence scenario (`fleet`).
+    #[arg(long, value_delimiter = ',', default_value = "10,50")]
+    fleet_processes: Vec<usize>,
+    /// In-process fleet sizes for the convergence scenario (`fleet`).
+    #[arg(long, value_delimiter = ',', default_value = "100,400")]
+    fleet_in_process: Vec<usize>,
+    /// Bundles applied one after the other per fleet.
+    #[arg(long, default_value_t = 5)]
+    fleet_rounds: usize,
+    /// Indicators in the big indicators bundle, sent to the process fleet of this size.
+    #[arg(long, default_value_t = 10_000)]
+    indicators: usize,
+    #[arg(long, default_value_t = 50)]
+    indicator_agents: usize,
+    /// Internal: run one agent on an in-memory runtime with this configuration (the process
+    /// fleet re-executes this binary so).
+    #[arg(long, hide = true)]
+    fake_agent: Option<PathBuf>,
     /// Where the JSON report is written.
     #[arg(long, default_value = "bench-results")]
     out: PathBuf,
@@ -67,6 +86,7 @@ struct Args {
 
 mod cli;
 mod enforce;
+mod fleet;
 mod footprint;
 
 const DOCKER_SOCKET: &str = "/var/run/docker.sock";
@@ -74,6 +94,9 @@ const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(config) = &args.fake_agent {
+        return fleet::fake_agent(config).await;
+    }
     lazaret_tests::ensure_busybox_image(None).context("failed to build the test image")?;
     let docker = Docker::connect_with_unix(DOCKER_SOCKET, 60, bollard::API_DEFAULT_VERSION)?
         .negotiate_version()
@@ -126,6 +149,14 @@ async fn run_all(
     }
     if runs("footprint") {
         measurements.extend(footprint::agent_process_footprint(args, docker, run_label).await?);
+    }
+    if runs("fleet") {
+        for &count in &args.fleet_processes {
+            measurements.extend(fleet::processes(args, count).await?);
+        }
+        for &count in &args.fleet_in_process {
+            measurements.push(fleet::in_process(args, count).await?);
+        }
     }
     Ok(measurements)
 }

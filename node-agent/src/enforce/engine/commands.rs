@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use lazaret_core::ContainerId;
+use lazaret_core::policy::PolicySet;
 use lazaret_core::quarantine::{QuarantineRecord, QuarantineRequest};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
@@ -38,6 +39,11 @@ pub(super) enum Command {
     },
     Mode {
         reply: oneshot::Sender<bool>,
+    },
+    UsePolicies {
+        set: PolicySet,
+        origin: String,
+        reply: oneshot::Sender<()>,
     },
 }
 
@@ -107,6 +113,16 @@ impl EnforcerHandle {
     pub async fn audit_only(&self) -> QuarantineResult<bool> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Mode { reply }).await?;
+        answer.await.map_err(|_| stopped())
+    }
+
+    /// Enforces `set` from now on, instead of the policy directory, and judges every container
+    /// again (exemptions respected). Returns once the new set is in force; `origin` (e.g. `bundle
+    /// v3 (abc…)`) is logged.
+    pub async fn use_policies(&self, set: PolicySet, origin: String) -> QuarantineResult<()> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::UsePolicies { set, origin, reply })
+            .await?;
         answer.await.map_err(|_| stopped())
     }
 
@@ -181,6 +197,20 @@ impl Enforcer {
             }
             Command::Mode { reply } => {
                 let _unasked = reply.send(self.manager.config().audit_only);
+            }
+            Command::UsePolicies { set, origin, reply } => {
+                info!(policies = set.policies.len(), %origin, "policies replaced; the policy directory is no longer read");
+                self.metrics.count_policy_reload("applied");
+                self.policy_files = None;
+                self.install(set);
+                let _unasked = reply.send(());
+                let snapshot = self
+                    .inventory
+                    .as_ref()
+                    .map(|inventory| inventory.borrow().clone());
+                if let Some(snapshot) = snapshot {
+                    self.observe(&snapshot).await;
+                }
             }
         }
     }

@@ -39,7 +39,7 @@ impl QuarantineManager {
             Action::Pause if info.state == ContainerState::Paused => {
                 return StepOutcome::AlreadyInForce;
             }
-            Action::Pause => async { self.runtimes.owner(info)?.pause(&info.id).await }.await,
+            Action::Pause => self.runtimes.pause(info).await,
             Action::Stop | Action::Kill if stopped => return StepOutcome::AlreadyInForce,
             Action::Stop => {
                 let grace = self.config.stop_grace;

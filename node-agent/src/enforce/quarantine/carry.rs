@@ -62,12 +62,13 @@ impl QuarantineManager {
     }
 
     /// Audits each action's outcome (gaps as `enforcement-gap`), then stores and audits the
-    /// quarantine `applied` or `failed`.
+    /// quarantine `applied` or `failed`: one durable write for all of it.
     pub(super) async fn conclude(
         &self,
         record: QuarantineRecord,
         outcomes: Vec<(Action, StepOutcome)>,
     ) -> QuarantineResult<QuarantineRecord> {
+        let mut entries = Vec::new();
         let mut gaps = Vec::new();
         let mut any_failed = false;
         let mut effective = 0usize;
@@ -78,8 +79,7 @@ impl QuarantineManager {
                 StepOutcome::Skipped(why) => format!("skipped: {why}"),
                 StepOutcome::Failed(why) => format!("failed: {why}"),
             };
-            self.audit_record(&record, &record.actor, action.as_str(), text.clone())
-                .await?;
+            entries.push(self.entry(&record, &record.actor, action.as_str(), text.clone()));
             match outcome {
                 StepOutcome::Done | StepOutcome::AlreadyInForce => {
                     effective += usize::from(action.affects_container());
@@ -87,13 +87,12 @@ impl QuarantineManager {
                 StepOutcome::Skipped(why) | StepOutcome::Failed(why) => {
                     any_failed |= text.starts_with("failed");
                     tracing::warn!(container = %record.container, %action, %why, "enforcement gap");
-                    self.audit_record(
+                    entries.push(self.entry(
                         &record,
                         &record.actor,
                         "enforcement-gap",
                         format!("{action}: {text}"),
-                    )
-                    .await?;
+                    ));
                     gaps.push(format!("{action}: {why}"));
                 }
             }
@@ -118,9 +117,8 @@ impl QuarantineManager {
             )
         };
         let finished = core_quarantine::apply(&record, event, now)?;
-        self.put(&finished).await?;
-        self.audit_record(&finished, &finished.actor, "quarantine", outcome)
-            .await?;
+        entries.push(self.entry(&finished, &finished.actor, "quarantine", outcome));
+        self.store_with_audit(entries, &finished).await?;
         Ok(finished)
     }
 }

@@ -41,7 +41,9 @@ use super::{ContainerRuntime, RuntimeError, RuntimeEvent, RuntimeResult, Runtime
 
 /// The namespaces watched when the configuration names none: Docker's, Kubernetes' (CRI) and
 /// `ctr`'s.
-pub const DEFAULT_NAMESPACES: [&str; 3] = ["moby", "k8s.io", "default"];
+pub const DEFAULT_NAMESPACES: [&str; 3] = [DOCKER_NAMESPACE, "k8s.io", "default"];
+/// Docker's containerd namespace: its containers' tasks live there under their Docker ids.
+pub const DOCKER_NAMESPACE: &str = "moby";
 /// A system containerd first, then the one Docker manages for itself.
 const CANDIDATE_SOCKETS: [&str; 2] = [
     "/run/containerd/containerd.sock",
@@ -295,6 +297,17 @@ impl ContainerRuntime for ContainerdRuntime {
 
     async fn resume(&self, id: &ContainerId) -> RuntimeResult<()> {
         self.resume_task(id).await
+    }
+
+    async fn pause_docker_task(&self, id: &ContainerId) -> Option<RuntimeResult<()>> {
+        let watches_docker = self
+            .namespaces
+            .iter()
+            .any(|namespace| namespace == DOCKER_NAMESPACE);
+        match watches_docker {
+            true => Some(self.pause_task_in(DOCKER_NAMESPACE, id).await),
+            false => None,
+        }
     }
 
     async fn kill(&self, id: &ContainerId) -> RuntimeResult<()> {

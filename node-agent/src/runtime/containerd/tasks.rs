@@ -28,15 +28,34 @@ impl ContainerdRuntime {
     pub(super) async fn pause_task(&self, id: &ContainerId) -> RuntimeResult<()> {
         let channel = self.channel()?;
         let namespace = self.namespace_for(&channel, id).await?;
+        self.pause_on(&channel, &namespace, id).await
+    }
+
+    /// [`Self::pause_task`] in a namespace known beforehand (Docker's `moby`).
+    pub(super) async fn pause_task_in(
+        &self,
+        namespace: &str,
+        id: &ContainerId,
+    ) -> RuntimeResult<()> {
+        let channel = self.channel()?;
+        self.pause_on(&channel, namespace, id).await
+    }
+
+    async fn pause_on(
+        &self,
+        channel: &Channel,
+        namespace: &str,
+        id: &ContainerId,
+    ) -> RuntimeResult<()> {
         let request = request_in(
-            &namespace,
+            namespace,
             PauseTaskRequest {
                 container_id: id.to_string(),
             },
         )?;
         match within(TasksClient::new(channel.clone()).pause(request)).await {
             Ok(()) => Ok(()),
-            Err(status) => Err(self.task_error("pause", &channel, id, status).await),
+            Err(status) => Err(self.task_error("pause", channel, id, status).await),
         }
     }
 

@@ -1,0 +1,386 @@
+//! The signed bundles this node holds and enforces (DESIGN.md §3, "Bundles").
+//!
+//! Every bundle, whoever hands it in (an admin through `ApplyBundle`, a peer through
+//! [`sync`]), passes the same gate, [`BundleBook::offer`]: parse → signature by a trusted key
+//! → newer than the highest accepted (anti-rollback, persisted) → content loads whole → stored →
+//! put in force (policies: the enforcement task swaps its set and re-judges every running
+//! container, exemptions respected) → acked over gossip. A refusal at any step changes nothing
+//! and is counted (`lazaret_bundles_refused_total{kind,reason}`).
+//!
+//! **A policies bundle replaces the policy directory.** Once a signed bundle is in force, the
+//! agent enforces it and stops re-reading `policies.dirs`: the fleet's bundle is the authority,
+//! and a node's files cannot quietly weaken it. The directory is for a standalone agent and for
+//! the time before the first bundle.
+//!
+//! Indicators bundles are verified, stored, served to peers and acked; matching them against
+//! containers arrives with [8/11].
+
+pub mod sync;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use lazaret_core::audit::AuditEntry;
+use lazaret_core::bundle::{
+    Admission, Bundle, BundleContent, BundleDigest, BundleError, BundleKind, BundleStamp,
+    SignedBundle, TrustedKeys, admit,
+};
+use lazaret_core::policy::PolicySet;
+use tokio::sync::{Mutex, watch};
+use tracing::{error, info, warn};
+
+use crate::enforce::engine::EnforcerHandle;
+use crate::metrics::FleetMetrics;
+use crate::store::{Store, StoreError};
+
+/// A bundle in force.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub stamp: BundleStamp,
+    /// The signed file, as served to peers.
+    pub bytes: Arc<[u8]>,
+    pub bundle: Arc<Bundle>,
+    /// Who handed it in: an operator's name, `peer NAME`, or `store` (loaded at start).
+    pub from: String,
+}
+
+/// What an accepted offer did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offered {
+    /// Now in force. `conflict`: same version as the one before, different content (two
+    /// signers disagree; the higher digest wins everywhere).
+    Applied {
+        kind: BundleKind,
+        stamp: BundleStamp,
+        previous: Option<BundleStamp>,
+        conflict: bool,
+    },
+    /// This very bundle is already in force.
+    AlreadyHave {
+        kind: BundleKind,
+        stamp: BundleStamp,
+    },
+}
+
+/// Why an offer was refused; nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum OfferError {
+    #[error(transparent)]
+    Refused(#[from] BundleError),
+    #[error(
+        "{kind} bundle {candidate} is older than the one accepted before, {current}: sign a newer one (a higher --version)"
+    )]
+    Older {
+        kind: BundleKind,
+        candidate: BundleStamp,
+        current: BundleStamp,
+    },
+    #[error("{kind} bundle {stamp} does not load, nothing applied:\n{errors}")]
+    Invalid {
+        kind: BundleKind,
+        stamp: BundleStamp,
+        errors: String,
+    },
+    #[error("cannot store the bundle: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl OfferError {
+    /// The `reason` label of `lazaret_bundles_refused_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            OfferError::Refused(error) => error.reason(),
+            OfferError::Older { .. } => "older",
+            OfferError::Invalid { .. } => "invalid",
+            OfferError::Store(_) | OfferError::Internal(_) => "internal",
+        }
+    }
+}
+
+/// The bundles of this node. See the module docs.
+pub struct BundleBook {
+    node: String,
+    trusted: TrustedKeys,
+    store: Store,
+    metrics: FleetMetrics,
+    held: RwLock<BTreeMap<BundleKind, Held>>,
+    /// The highest stamp ever accepted per kind (the anti-rollback floor); ≥ what is held.
+    floor: RwLock<BTreeMap<BundleKind, BundleStamp>>,
+    /// Offers run one at a time.
+    offers: Mutex<()>,
+    acks: watch::Sender<BTreeMap<BundleKind, BundleStamp>>,
+    enforcer: std::sync::Mutex<Option<EnforcerHandle>>,
+}
+
+impl BundleBook {
+    /// Loads what the store holds. A stored bundle that no longer verifies (its key is no longer
+    /// trusted, or the bytes changed) is not enforced, but its stamp stays the floor. Blocking.
+    pub fn open(
+        node: &str,
+        trusted: TrustedKeys,
+        store: Store,
+        metrics: FleetMetrics,
+    ) -> Result<BundleBook, StoreError> {
+        let mut held = BTreeMap::new();
+        let mut floor = BTreeMap::new();
+        for kind in BundleKind::ALL {
+            let Some((stamp, bytes)) = store.bundle(kind)? else {
+                continue;
+            };
+            floor.insert(kind, stamp);
+            match verified(&trusted, kind, &bytes) {
+                Ok((signed, bundle)) if signed.stamp() == stamp => {
+                    metrics.set_bundle_in_force(kind, stamp.version, bundle.expires);
+                    held.insert(
+                        kind,
+                        Held {
+                            stamp,
+                            bytes: bytes.into(),
+                            bundle: Arc::new(bundle),
+                            from: "store".into(),
+                        },
+                    );
+                }
+                Ok(_) => error!(%kind, "stored bundle does not match its stamp; not enforced"),
+                Err(error) => {
+                    error!(%kind, %error, "stored bundle no longer verifies; not enforced")
+                }
+            }
+        }
+        let stamps = held
+            .iter()
+            .map(|(kind, held)| (*kind, held.stamp))
+            .collect();
+        Ok(BundleBook {
+            node: node.to_string(),
+            trusted,
+            store,
+            metrics,
+            held: RwLock::new(held),
+            floor: RwLock::new(floor),
+            offers: Mutex::new(()),
+            acks: watch::channel(stamps).0,
+            enforcer: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Where policies bundles are put in force from now on.
+    pub fn enforce_with(&self, enforcer: EnforcerHandle) {
+        *self.enforcer.lock().unwrap_or_else(PoisonError::into_inner) = Some(enforcer);
+    }
+
+    /// The policies of the held policies bundle, for the enforcement task's start.
+    pub fn policies(&self) -> Option<PolicySet> {
+        let held = self.held(BundleKind::Policies)?;
+        match held.bundle.content() {
+            Ok(BundleContent::Policies(set)) => Some(set),
+            _ => None,
+        }
+    }
+
+    pub fn held(&self, kind: BundleKind) -> Option<Held> {
+        self.held
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&kind)
+            .cloned()
+    }
+
+    /// The signed bytes of `kind`'s bundle with `digest`, when it is the one held.
+    pub fn get(&self, kind: BundleKind, digest: BundleDigest) -> Option<Arc<[u8]>> {
+        self.held(kind)
+            .filter(|held| held.stamp.digest == digest)
+            .map(|held| held.bytes)
+    }
+
+    /// The ids of the trusted keys.
+    pub fn trusted_key_ids(&self) -> Vec<String> {
+        self.trusted.ids().map(ToString::to_string).collect()
+    }
+
+    /// The stamps in force, updated at every change (what gossip acks).
+    pub fn acks(&self) -> watch::Receiver<BTreeMap<BundleKind, BundleStamp>> {
+        self.acks.subscribe()
+    }
+
+    /// Whether `stamp` of `kind` would be newer than anything accepted.
+    pub fn wants(&self, kind: BundleKind, stamp: BundleStamp) -> bool {
+        let floor = self
+            .floor
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&kind)
+            .copied();
+        matches!(admit(floor, stamp), Admission::Accept { .. })
+    }
+
+    /// Offers a signed bundle from `from` (see the module docs). Refusals are counted and, for
+    /// an operator's offer (`audit_refusal`), audited; an application always is.
+    pub async fn offer(
+        &self,
+        bytes: Vec<u8>,
+        from: &str,
+        audit_refusal: bool,
+    ) -> Result<Offered, OfferError> {
+        let _one_at_a_time = self.offers.lock().await;
+        let signed = SignedBundle::parse(&bytes);
+        let kind = signed.as_ref().map(|signed| signed.unverified().kind).ok();
+        let outcome = self.admit_and_apply(signed, bytes, from).await;
+        match &outcome {
+            Ok(Offered::Applied {
+                kind,
+                stamp,
+                previous,
+                conflict,
+            }) => {
+                self.metrics.count_bundle_applied(*kind);
+                if *conflict {
+                    warn!(%kind, %stamp, "two bundles share a version: signers disagree; the higher digest wins everywhere");
+                }
+                let previous = previous.map_or("none".to_string(), |stamp| stamp.to_string());
+                info!(%kind, %stamp, %previous, %from, "bundle applied");
+                self.audit(
+                    from,
+                    kind.as_str(),
+                    format!("applied {stamp}; previous {previous}"),
+                )
+                .await;
+            }
+            Ok(Offered::AlreadyHave { .. }) => {}
+            Err(error) => {
+                let kind_text = kind.map_or("unknown", BundleKind::as_str);
+                if let Some(kind) = kind {
+                    self.metrics.count_bundle_refused(kind, error.reason());
+                }
+                warn!(kind = kind_text, %from, %error, "bundle refused; nothing applied");
+                if audit_refusal {
+                    self.audit(from, kind_text, format!("refused: {error}"))
+                        .await;
+                }
+            }
+        }
+        outcome
+    }
+
+    async fn admit_and_apply(
+        &self,
+        signed: Result<SignedBundle, BundleError>,
+        bytes: Vec<u8>,
+        from: &str,
+    ) -> Result<Offered, OfferError> {
+        let signed = signed?;
+        let bundle = self.trusted.verify(&signed)?.clone();
+        let (kind, stamp) = (bundle.kind, signed.stamp());
+        let floor = self
+            .floor
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&kind)
+            .copied();
+        let conflict = match admit(floor, stamp) {
+            Admission::AlreadyHave => return Ok(Offered::AlreadyHave { kind, stamp }),
+            Admission::Older { current } => {
+                return Err(OfferError::Older {
+                    kind,
+                    candidate: stamp,
+                    current,
+                });
+            }
+            Admission::Accept { conflict } => conflict,
+        };
+        let content = bundle.content().map_err(|errors| OfferError::Invalid {
+            kind,
+            stamp,
+            errors,
+        })?;
+        let store = self.store.clone();
+        let stored_bytes = bytes.clone();
+        tokio::task::spawn_blocking(move || store.put_bundle(kind, &stamp, &stored_bytes))
+            .await
+            .map_err(|error| OfferError::Internal(format!("store task failed: {error}")))??;
+        self.floor
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(kind, stamp);
+        if let BundleContent::Policies(set) = content {
+            let enforcer = self
+                .enforcer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            if let Some(enforcer) = enforcer {
+                let origin = format!("bundle {stamp}");
+                enforcer.use_policies(set, origin).await.map_err(|error| {
+                    OfferError::Internal(format!(
+                        "stored, but the enforcement task did not take it: {error}"
+                    ))
+                })?;
+            }
+        }
+        self.metrics
+            .set_bundle_in_force(kind, stamp.version, bundle.expires);
+        let previous = self
+            .held
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                kind,
+                Held {
+                    stamp,
+                    bytes: bytes.into(),
+                    bundle: Arc::new(bundle),
+                    from: from.to_string(),
+                },
+            )
+            .map(|held| held.stamp);
+        self.acks.send_modify(|acks| {
+            acks.insert(kind, stamp);
+        });
+        Ok(Offered::Applied {
+            kind,
+            stamp,
+            previous,
+            conflict,
+        })
+    }
+
+    async fn audit(&self, actor: &str, kind: &str, outcome: String) {
+        let store = self.store.clone();
+        let entry = AuditEntry {
+            actor: actor.to_string(),
+            on_behalf_of: None,
+            action: "bundle".into(),
+            target: format!("{kind}@{}", self.node),
+            reason: "signed bundle".into(),
+            source: "bundle".into(),
+            outcome,
+        };
+        let now = chrono::Utc::now().timestamp_millis();
+        let appended =
+            tokio::task::spawn_blocking(move || store.append_audit(entry, now).map(drop)).await;
+        if !matches!(appended, Ok(Ok(()))) {
+            error!("cannot audit a bundle change");
+        }
+    }
+}
+
+/// Parses and verifies stored bytes of `kind`.
+fn verified(
+    trusted: &TrustedKeys,
+    kind: BundleKind,
+    bytes: &[u8],
+) -> Result<(SignedBundle, Bundle), BundleError> {
+    let signed = SignedBundle::parse(bytes)?;
+    let bundle = trusted.verify(&signed)?.clone();
+    if bundle.kind != kind {
+        return Err(BundleError::Malformed(format!(
+            "stored as {kind} but is {}",
+            bundle.kind
+        )));
+    }
+    Ok((signed, bundle))
+}

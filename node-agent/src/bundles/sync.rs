@@ -1,0 +1,207 @@
+//! Peer-to-peer bundle sync (DESIGN.md §3): when a live, verified peer acks (or the controller
+//! offers) a bundle newer than the highest this node accepted, fetch it over gRPC `GetBundle`
+//! from a peer that holds it, with this node's own certificate (role `node`), and offer it to the
+//! [`BundleBook`] like any other. Gossip carries only stamps; a newcomer converges from peers
+//! alone, with or without a controller.
+//!
+//! A peer whose bytes do not match the stamp it announced is skipped for the next holder; a
+//! bundle the book refuses is not fetched again for [`REFUSED_BACKOFF`] (it is counted each time
+//! it is refused).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lazaret_core::bundle::{BundleKind, BundleStamp, SignedBundle};
+use lazaret_proto::v1::GetBundleRequest;
+use lazaret_proto::v1::agent_service_client::AgentServiceClient;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tracing::{debug, info, warn};
+
+use super::{BundleBook, OfferError, Offered};
+use crate::gossip::{Gossip, PeerView};
+
+/// How long a refused bundle is left alone.
+pub const REFUSED_BACKOFF: Duration = Duration::from_secs(30);
+/// The largest bundle accepted from a peer.
+const MAX_BUNDLE_BYTES: usize = 64 * 1024 * 1024;
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Fetches bundles from peers over mutual TLS, as this node.
+pub struct PeerFetcher {
+    ca: Certificate,
+    identity: Identity,
+    channels: tokio::sync::Mutex<HashMap<(String, String), Channel>>,
+}
+
+impl PeerFetcher {
+    /// With the fleet CA and this node's certificate and key (PEM).
+    pub fn new(ca_pem: &[u8], cert_pem: &[u8], key_pem: &[u8]) -> PeerFetcher {
+        PeerFetcher {
+            ca: Certificate::from_pem(ca_pem),
+            identity: Identity::from_pem(cert_pem, key_pem),
+            channels: Default::default(),
+        }
+    }
+
+    /// The signed bytes of `peer`'s bundle `stamp` of `kind`, from its API at `address`. The
+    /// peer's certificate must name `peer`.
+    pub async fn fetch(
+        &self,
+        peer: &str,
+        address: &str,
+        kind: BundleKind,
+        stamp: BundleStamp,
+    ) -> Result<Vec<u8>, String> {
+        let channel = self.channel(peer, address).await?;
+        let mut client =
+            AgentServiceClient::new(channel).max_decoding_message_size(MAX_BUNDLE_BYTES);
+        let mut request = tonic::Request::new(GetBundleRequest {
+            kind: kind.to_string(),
+            digest: stamp.digest.to_hex(),
+        });
+        request.set_timeout(FETCH_TIMEOUT);
+        match client.get_bundle(request).await {
+            Ok(response) => Ok(response.into_inner().bundle),
+            Err(status) => {
+                self.channels
+                    .lock()
+                    .await
+                    .remove(&(peer.to_string(), address.to_string()));
+                Err(format!("{}: {}", status.code(), status.message()))
+            }
+        }
+    }
+
+    async fn channel(&self, peer: &str, address: &str) -> Result<Channel, String> {
+        let key = (peer.to_string(), address.to_string());
+        if let Some(channel) = self.channels.lock().await.get(&key) {
+            return Ok(channel.clone());
+        }
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(self.ca.clone())
+            .identity(self.identity.clone())
+            .domain_name(peer);
+        let channel = Endpoint::from_shared(format!("https://{address}"))
+            .map_err(|error| error.to_string())?
+            .connect_timeout(FETCH_TIMEOUT)
+            .tls_config(tls)
+            .map_err(|error| error.to_string())?
+            .connect()
+            .await
+            .map_err(|error| format!("cannot connect: {error}"))?;
+        self.channels.lock().await.insert(key, channel.clone());
+        Ok(channel)
+    }
+}
+
+/// The sync loop. See the module docs.
+pub struct BundleSync {
+    pub book: Arc<BundleBook>,
+    pub gossip: Arc<Gossip>,
+    pub fetcher: PeerFetcher,
+    /// How often peers' stamps are compared even without a gossip change.
+    pub interval: Duration,
+}
+
+impl BundleSync {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let changed = self.gossip.changed();
+        let mut refused: HashMap<BundleStamp, Instant> = HashMap::new();
+        let mut round = 0usize;
+        let mut alarmed = std::collections::HashSet::new();
+        loop {
+            refused.retain(|_, until| *until > Instant::now());
+            self.stale_alarm(&mut alarmed);
+            let peers = self.gossip.peers().await;
+            for kind in BundleKind::ALL {
+                if let Some(stamp) = self.catch_up(kind, &peers, &refused, round).await {
+                    refused.insert(stamp, Instant::now() + REFUSED_BACKOFF);
+                }
+            }
+            round = round.wrapping_add(1);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = changed.notified() => {}
+                _ = tokio::time::sleep(self.interval) => {}
+            }
+        }
+    }
+
+    /// Logs an error once per bundle that is past its expiry (still enforced; the metric
+    /// `lazaret_bundle_stale` stays 1 until a fresh one arrives).
+    fn stale_alarm(&self, alarmed: &mut std::collections::HashSet<BundleStamp>) {
+        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        for kind in BundleKind::ALL {
+            let Some(held) = self.book.held(kind) else {
+                continue;
+            };
+            if held.bundle.is_stale(now) && alarmed.insert(held.stamp) {
+                tracing::error!(%kind, stamp = %held.stamp, expires = held.bundle.expires, "ALERT: the bundle in force is past its expiry; still enforced, publish a fresh one");
+            }
+        }
+    }
+
+    /// Fetches and offers the newest wanted bundle of `kind` that peers hold; the stamp to back
+    /// off from when the book refused it.
+    async fn catch_up(
+        &self,
+        kind: BundleKind,
+        peers: &[PeerView],
+        refused: &HashMap<BundleStamp, Instant>,
+        round: usize,
+    ) -> Option<BundleStamp> {
+        let offered = |peer: &PeerView| {
+            peer.acks
+                .get(&kind)
+                .into_iter()
+                .chain(peer.manifests.get(&kind))
+                .copied()
+                .collect::<Vec<_>>()
+        };
+        let best = peers
+            .iter()
+            .filter(|peer| peer.live && peer.problem.is_none() && peer.info.is_some())
+            .flat_map(offered)
+            .filter(|stamp| !refused.contains_key(stamp) && self.book.wants(kind, *stamp))
+            .max()?;
+        let holders: Vec<&PeerView> = peers
+            .iter()
+            .filter(|peer| peer.live && peer.problem.is_none() && offered(peer).contains(&best))
+            .collect();
+        // Spread fetches over the holders: start at a different one each round.
+        for index in 0..holders.len() {
+            let peer = holders[(index + round) % holders.len()];
+            let Some(address) = peer.info.as_ref().map(|info| info.grpc.as_str()) else {
+                continue;
+            };
+            let bytes = match self.fetcher.fetch(&peer.node, address, kind, best).await {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    debug!(peer = %peer.node, %kind, stamp = %best, %error, "bundle fetch failed; trying another holder");
+                    continue;
+                }
+            };
+            let matches = SignedBundle::parse(&bytes).is_ok_and(|signed| signed.stamp() == best);
+            if !matches {
+                warn!(peer = %peer.node, %kind, stamp = %best, "a peer served bytes that do not match the bundle it acks");
+                continue;
+            }
+            return match self
+                .book
+                .offer(bytes, &format!("peer {}", peer.node), false)
+                .await
+            {
+                Ok(Offered::Applied { stamp, .. }) => {
+                    info!(%kind, %stamp, peer = %peer.node, "bundle synced from a peer");
+                    None
+                }
+                Ok(Offered::AlreadyHave { .. }) | Err(OfferError::Older { .. }) => None,
+                Err(_) => Some(best),
+            };
+        }
+        None
+    }
+}

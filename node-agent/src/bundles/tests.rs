@@ -1,0 +1,129 @@
+use lazaret_core::bundle::{Bundle, BundleItem, BundleSigningKey};
+
+use super::*;
+use crate::metrics::Metrics;
+use crate::store::Durability;
+
+const POLICY: &str = "apiVersion: lazaret.dev/v1\nkind: Policy\nname: p\nmode: enforce\n\
+                      rules: [{check: privileged}]\nactions: [pause]\n";
+
+fn signed(key: &BundleSigningKey, version: u64, content: &str) -> Vec<u8> {
+    Bundle::new(
+        BundleKind::Policies,
+        version,
+        1_700_000_000,
+        1_700_086_400,
+        vec![BundleItem {
+            name: "p.yaml".into(),
+            content: content.into(),
+        }],
+        key.id(),
+    )
+    .unwrap()
+    .sign(key)
+    .unwrap()
+    .to_file_bytes()
+}
+
+fn book(dir: &std::path::Path, key: &BundleSigningKey) -> (BundleBook, Metrics) {
+    let store = Store::open(dir, Durability::Process).unwrap();
+    let metrics = Metrics::new();
+    let book = BundleBook::open(
+        "node-1",
+        TrustedKeys::new([key.public()]),
+        store,
+        metrics.fleet.clone(),
+    )
+    .unwrap();
+    (book, metrics)
+}
+
+#[tokio::test]
+async fn an_accepted_bundle_survives_a_restart_and_older_ones_stay_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = BundleSigningKey::from_seed([9; 32]);
+    {
+        let (book, metrics) = book(dir.path(), &key);
+        assert!(book.policies().is_none());
+        let applied = book
+            .offer(signed(&key, 5, POLICY), "admin", true)
+            .await
+            .unwrap();
+        assert!(matches!(applied, Offered::Applied { previous: None, .. }));
+        assert_eq!(book.acks().borrow()[&BundleKind::Policies].version, 5);
+        let text = metrics.encode();
+        assert!(
+            text.contains("lazaret_bundle_version{kind=\"policies\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lazaret_bundle_stale{kind=\"policies\"} 1"),
+            "expired in 2023: {text}"
+        );
+    }
+    let (book, metrics) = book(dir.path(), &key);
+    assert_eq!(book.held(BundleKind::Policies).unwrap().from, "store");
+    assert_eq!(book.policies().unwrap().policies[0].name, "p");
+    assert!(!book.wants(
+        BundleKind::Policies,
+        book.held(BundleKind::Policies).unwrap().stamp
+    ));
+    let older = book
+        .offer(signed(&key, 4, POLICY), "admin", true)
+        .await
+        .unwrap_err();
+    assert!(matches!(older, OfferError::Older { .. }), "{older}");
+    let same = book
+        .offer(signed(&key, 5, POLICY), "peer node-2", false)
+        .await
+        .unwrap();
+    assert!(matches!(same, Offered::AlreadyHave { .. }));
+    let text = metrics.encode();
+    assert!(
+        text.contains("lazaret_bundles_refused_total{kind=\"policies\",reason=\"older\"} 1"),
+        "{text}"
+    );
+    // The refusal an operator caused is audited; the chain holds the application too.
+    let lines = book.store.audit_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.starts_with("bundle applied v5")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|line| line.starts_with("bundle refused:")),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn bad_content_untrusted_keys_and_garbage_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = BundleSigningKey::from_seed([9; 32]);
+    let (book, _metrics) = book(dir.path(), &key);
+    let invalid = book
+        .offer(
+            signed(&key, 1, "kind: Policy\nname: [broken"),
+            "admin",
+            true,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(invalid, OfferError::Invalid { .. }), "{invalid}");
+    let stranger = BundleSigningKey::from_seed([1; 32]);
+    let untrusted = book
+        .offer(signed(&stranger, 2, POLICY), "admin", true)
+        .await
+        .unwrap_err();
+    assert_eq!(untrusted.reason(), "untrusted");
+    let garbage = book.offer(b"{}".to_vec(), "admin", true).await.unwrap_err();
+    assert_eq!(garbage.reason(), "malformed");
+    assert!(book.held(BundleKind::Policies).is_none());
+    // Nothing was accepted, so even version 1 is still wanted.
+    assert!(
+        book.offer(signed(&key, 1, POLICY), "admin", true)
+            .await
+            .is_ok()
+    );
+}
