@@ -7,7 +7,6 @@
 //! the test's; it is SIGKILLed on drop.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -15,6 +14,7 @@ use lazaret_agent::store::{Durability, Store};
 use lazaret_core::audit::AuditRecord;
 
 use crate::daemon::{DaemonProcess, POLL_INTERVAL};
+use crate::netns::command_in;
 
 /// Bound on reaping a killed agent.
 const REAP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -144,18 +144,7 @@ impl AgentProcess {
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         let binary = workspace_binary("lazaret-agent")?;
-        let mut command = match &self.netns {
-            Some(netns) => {
-                // nsenter execs the agent: the child's PID is the agent's.
-                let mut command = Command::new("nsenter");
-                command
-                    .arg(format!("--net={}", netns.display()))
-                    .arg("--")
-                    .arg(binary);
-                command
-            }
-            None => Command::new(binary),
-        };
+        let mut command = command_in(self.netns.as_deref(), binary);
         command.args(&self.args);
         self.daemon.spawn(command, "lazaret-agent run").map(drop)
     }

@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::agent_process::{AgentProcess, metric_value, scrape_metrics, workspace_binary};
 use crate::daemon::POLL_INTERVAL;
+use crate::netns::command_in;
 
 /// The fleet's gossip interval.
 pub const GOSSIP_INTERVAL: &str = "200ms";
@@ -162,17 +163,7 @@ impl TestFleet {
     pub fn ctl(&self, agent: usize, args: &[&str]) -> Command {
         let target = &self.agents[agent];
         let binary = workspace_binary("lazaretctl").expect("lazaretctl is built");
-        let mut command = match &target.placement.netns {
-            Some(netns) => {
-                let mut command = Command::new("nsenter");
-                command
-                    .arg(format!("--net={}", netns.display()))
-                    .arg("--")
-                    .arg(binary);
-                command
-            }
-            None => Command::new(binary),
-        };
+        let mut command = command_in(target.placement.netns.as_deref(), binary);
         command
             .args(["--agent", &target.api, "--tls-dir"])
             .arg(&self.pki_dir)

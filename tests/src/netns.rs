@@ -87,12 +87,26 @@ impl NetNs {
     /// An `nsenter` command that runs `program` inside this namespace (network only: unlike
     /// `ip netns exec`, it leaves `/sys` and the mount namespace alone).
     pub fn command(&self, program: &str) -> Command {
-        let mut command = Command::new("nsenter");
-        command
-            .arg(format!("--net={}", self.path().display()))
-            .arg("--")
-            .arg(program);
-        command
+        command_in(Some(&self.path()), program)
+    }
+}
+
+/// `program` as a command, run inside the network namespace at `netns` when given (`nsenter
+/// --net=…`, which execs it: the child's PID is the program's), else as is.
+pub fn command_in(
+    netns: Option<&std::path::Path>,
+    program: impl AsRef<std::ffi::OsStr>,
+) -> Command {
+    match netns {
+        Some(netns) => {
+            let mut command = Command::new("nsenter");
+            command
+                .arg(format!("--net={}", netns.display()))
+                .arg("--")
+                .arg(program);
+            command
+        }
+        None => Command::new(program),
     }
 }
 

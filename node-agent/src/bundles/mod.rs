@@ -209,13 +209,16 @@ impl BundleBook {
 
     /// Whether `stamp` of `kind` would be newer than anything accepted.
     pub fn wants(&self, kind: BundleKind, stamp: BundleStamp) -> bool {
-        let floor = self
-            .floor
+        matches!(admit(self.floor(kind), stamp), Admission::Accept { .. })
+    }
+
+    /// The highest stamp of `kind` ever accepted.
+    fn floor(&self, kind: BundleKind) -> Option<BundleStamp> {
+        self.floor
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&kind)
-            .copied();
-        matches!(admit(floor, stamp), Admission::Accept { .. })
+            .copied()
     }
 
     /// Offers a signed bundle from `from` (see the module docs). Refusals are counted and, for
@@ -275,13 +278,7 @@ impl BundleBook {
         let signed = signed?;
         let bundle = self.trusted.verify(&signed)?.clone();
         let (kind, stamp) = (bundle.kind, signed.stamp());
-        let floor = self
-            .floor
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&kind)
-            .copied();
-        let conflict = match admit(floor, stamp) {
+        let conflict = match admit(self.floor(kind), stamp) {
             Admission::AlreadyHave => return Ok(Offered::AlreadyHave { kind, stamp }),
             Admission::Older { current } => {
                 return Err(OfferError::Older {

@@ -21,7 +21,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tracing::{debug, info, warn};
 
 use super::{BundleBook, OfferError, Offered};
-use crate::gossip::{Gossip, PeerView};
+use crate::gossip::{Gossip, Offer};
 
 /// How long a refused bundle is left alone.
 pub const REFUSED_BACKOFF: Duration = Duration::from_secs(30);
@@ -115,9 +115,14 @@ impl BundleSync {
         loop {
             refused.retain(|_, until| *until > Instant::now());
             self.stale_alarm(&mut alarmed);
-            let peers = self.gossip.peers().await;
             for kind in BundleKind::ALL {
-                if let Some(stamp) = self.catch_up(kind, &peers, &refused, round).await {
+                let offers = self
+                    .gossip
+                    .offers(kind, |stamp| {
+                        !refused.contains_key(&stamp) && self.book.wants(kind, stamp)
+                    })
+                    .await;
+                if let Some(stamp) = self.catch_up(kind, &offers, &refused, round).await {
                     refused.insert(stamp, Instant::now() + REFUSED_BACKOFF);
                 }
             }
@@ -149,53 +154,42 @@ impl BundleSync {
     async fn catch_up(
         &self,
         kind: BundleKind,
-        peers: &[PeerView],
+        offers: &[Offer],
         refused: &HashMap<BundleStamp, Instant>,
         round: usize,
     ) -> Option<BundleStamp> {
-        let offered = |peer: &PeerView| {
-            peer.acks
-                .get(&kind)
-                .into_iter()
-                .chain(peer.manifests.get(&kind))
-                .copied()
-                .collect::<Vec<_>>()
-        };
-        let best = peers
+        let best = offers
             .iter()
-            .filter(|peer| peer.live && peer.problem.is_none() && peer.info.is_some())
-            .flat_map(offered)
+            .map(|offer| offer.stamp)
             .filter(|stamp| !refused.contains_key(stamp) && self.book.wants(kind, *stamp))
             .max()?;
-        let holders: Vec<&PeerView> = peers
-            .iter()
-            .filter(|peer| peer.live && peer.problem.is_none() && offered(peer).contains(&best))
-            .collect();
+        let holders: Vec<&Offer> = offers.iter().filter(|offer| offer.stamp == best).collect();
         // Spread fetches over the holders: start at a different one each round.
         for index in 0..holders.len() {
-            let peer = holders[(index + round) % holders.len()];
-            let Some(address) = peer.info.as_ref().map(|info| info.grpc.as_str()) else {
-                continue;
-            };
-            let bytes = match self.fetcher.fetch(&peer.node, address, kind, best).await {
+            let holder = holders[(index + round) % holders.len()];
+            let bytes = match self
+                .fetcher
+                .fetch(&holder.node, &holder.grpc, kind, best)
+                .await
+            {
                 Ok(bytes) => bytes,
                 Err(error) => {
-                    debug!(peer = %peer.node, %kind, stamp = %best, %error, "bundle fetch failed; trying another holder");
+                    debug!(peer = %holder.node, %kind, stamp = %best, %error, "bundle fetch failed; trying another holder");
                     continue;
                 }
             };
             let matches = SignedBundle::parse(&bytes).is_ok_and(|signed| signed.stamp() == best);
             if !matches {
-                warn!(peer = %peer.node, %kind, stamp = %best, "a peer served bytes that do not match the bundle it acks");
+                warn!(peer = %holder.node, %kind, stamp = %best, "a peer served bytes that do not match the bundle it acks");
                 continue;
             }
             return match self
                 .book
-                .offer(bytes, &format!("peer {}", peer.node), false)
+                .offer(bytes, &format!("peer {}", holder.node), false)
                 .await
             {
                 Ok(Offered::Applied { stamp, .. }) => {
-                    info!(%kind, %stamp, peer = %peer.node, "bundle synced from a peer");
+                    info!(%kind, %stamp, peer = %holder.node, "bundle synced from a peer");
                     None
                 }
                 Ok(Offered::AlreadyHave { .. }) | Err(OfferError::Older { .. }) => None,

@@ -177,16 +177,26 @@ impl Fleet {
     }
 }
 
+/// The next free port below the kernel's ephemeral range (32768 and up), so a port handed out
+/// here is never taken by an outgoing connection before its agent binds it.
+fn next_port(free: impl Fn(u16) -> bool) -> anyhow::Result<String> {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    for _ in 0..12_000 {
+        let offset = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 12_000;
+        let port = 20_000 + offset;
+        if free(port) {
+            return Ok(format!("127.0.0.1:{port}"));
+        }
+    }
+    bail!("no free port between 20000 and 32000")
+}
+
 fn free_tcp() -> anyhow::Result<String> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .to_string())
+    next_port(|port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
 }
 
 fn free_udp() -> anyhow::Result<String> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .to_string())
+    next_port(|port| std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok())
 }
 
 /// A gossip member that only reads: every node's acks.
@@ -263,7 +273,7 @@ impl Observer {
                     nodes.len()
                 );
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -399,7 +409,23 @@ pub async fn processes(args: &Args, count: usize) -> anyhow::Result<Vec<Measurem
         children.0.push(child);
     }
     let observer = Observer::join(fleet.seeds()).await?;
-    observer.wait_formed(count).await?;
+    if let Err(error) = observer.wait_formed(count).await {
+        let mut failed = String::new();
+        for index in 1..=count {
+            let log = std::fs::read_to_string(fleet.dir.path().join(format!("node-{index}.log")))
+                .unwrap_or_default();
+            if log.contains("Error") {
+                let tail: Vec<&str> = log
+                    .lines()
+                    .filter(|line| !line.starts_with("  "))
+                    .rev()
+                    .take(3)
+                    .collect();
+                failed.push_str(&format!("\nnode-{index}: {}", tail.join(" | ")));
+            }
+        }
+        bail!("{error}{failed}");
+    }
     let pids: Vec<String> = children
         .0
         .iter()
