@@ -324,7 +324,12 @@ pub fn render_status(output: Output, status: &v1::BundleStatusResponse) -> Strin
             let mut peers = table(&["PEER", "STATE", "GEN", "POLICIES", "INDICATORS", "QUAR."]);
             for peer in &status.peers {
                 let cell = |kind: BundleKind| match theirs(peer, kind) {
-                    Some(ack) => format!("v{} {}", ack.version, lag(ours(kind), Some(ack))),
+                    Some(ack) => format!(
+                        "v{} {} {}",
+                        ack.version,
+                        &ack.digest[..ack.digest.len().min(6)],
+                        lag(ours(kind), Some(ack))
+                    ),
                     None => "-".to_string(),
                 };
                 let state = match (peer.live, peer.problem.is_empty()) {

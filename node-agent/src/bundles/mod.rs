@@ -229,8 +229,20 @@ impl BundleBook {
         from: &str,
         audit_refusal: bool,
     ) -> Result<Offered, OfferError> {
-        let _one_at_a_time = self.offers.lock().await;
         let signed = SignedBundle::parse(&bytes);
+        self.offer_parsed(signed, bytes, from, audit_refusal).await
+    }
+
+    /// [`Self::offer`] of bytes the caller has parsed already (bundle sync checks the stamp
+    /// first): a big bundle is not parsed twice.
+    pub async fn offer_parsed(
+        &self,
+        signed: Result<SignedBundle, BundleError>,
+        bytes: Vec<u8>,
+        from: &str,
+        audit_refusal: bool,
+    ) -> Result<Offered, OfferError> {
+        let _one_at_a_time = self.offers.lock().await;
         let kind = signed.as_ref().map(|signed| signed.unverified().kind).ok();
         let outcome = self.admit_and_apply(signed, bytes, from).await;
         match &outcome {

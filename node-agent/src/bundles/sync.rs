@@ -178,14 +178,14 @@ impl BundleSync {
                     continue;
                 }
             };
-            let matches = SignedBundle::parse(&bytes).is_ok_and(|signed| signed.stamp() == best);
-            if !matches {
+            let signed = SignedBundle::parse(&bytes);
+            if !signed.as_ref().is_ok_and(|signed| signed.stamp() == best) {
                 warn!(peer = %holder.node, %kind, stamp = %best, "a peer served bytes that do not match the bundle it acks");
                 continue;
             }
             return match self
                 .book
-                .offer(bytes, &format!("peer {}", holder.node), false)
+                .offer_parsed(signed, bytes, &format!("peer {}", holder.node), false)
                 .await
             {
                 Ok(Offered::Applied { stamp, .. }) => {

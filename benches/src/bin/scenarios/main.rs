@@ -151,10 +151,10 @@ async fn run_all(
         measurements.extend(footprint::agent_process_footprint(args, docker, run_label).await?);
     }
     if runs("fleet") {
-        for &count in &args.fleet_processes {
+        for &count in args.fleet_processes.iter().filter(|&&count| count > 0) {
             measurements.extend(fleet::processes(args, count).await?);
         }
-        for &count in &args.fleet_in_process {
+        for &count in args.fleet_in_process.iter().filter(|&&count| count > 0) {
             measurements.push(fleet::in_process(args, count).await?);
         }
     }
