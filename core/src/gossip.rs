@@ -4,8 +4,9 @@
 //! Gossip is a rumour channel, never an authority. Every value but `cert` travels sealed:
 //! `<signature hex>.<payload>`, where the signature (ECDSA P-256 by the node's TLS key, made and
 //! checked by the agent) covers [`signing_message`]: a context tag, the cluster id, the node
-//! name, the key and the payload. So a value cannot be moved to another key, another node or
-//! another cluster. `cert` carries the node's certificate (PEM), which peers verify against the
+//! name, the node's generation and the value's version ([`Slot`]), the key and the payload. So a
+//! value cannot be moved to another key, node or cluster, nor replayed later under a newer
+//! version or generation. `cert` carries the node's certificate (PEM), which peers verify against the
 //! fleet CA (common name = node name, role `node`) before trusting anything else from that node.
 //!
 //! Values are JSON, at most [`MAX_VALUE_BYTES`] each, checked in one place
@@ -153,9 +154,28 @@ pub fn checked_value(key: &GossipKey, value: String) -> Result<String, ValueTooL
     Ok(value)
 }
 
+/// Where a value sits in its node's gossip state: the node's generation and the value's version
+/// (chitchat gives a node's every write the next version). Signed with the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Slot {
+    pub generation: u64,
+    pub version: u64,
+}
+
 /// The bytes a node signs for one value.
-pub fn signing_message(cluster: &str, node: &str, key: &GossipKey, payload: &str) -> Vec<u8> {
-    format!("{SIGNING_CONTEXT}\0{cluster}\0{node}\0{key}\0{payload}").into_bytes()
+pub fn signing_message(
+    cluster: &str,
+    node: &str,
+    slot: Slot,
+    key: &GossipKey,
+    payload: &str,
+) -> Vec<u8> {
+    let Slot {
+        generation,
+        version,
+    } = slot;
+    format!("{SIGNING_CONTEXT}\0{cluster}\0{node}\0{generation}\0{version}\0{key}\0{payload}")
+        .into_bytes()
 }
 
 /// A sealed value: the signature and the payload it covers.
@@ -213,15 +233,40 @@ mod tests {
     }
 
     #[test]
-    fn the_signed_message_binds_cluster_node_and_key() {
+    fn the_signed_message_binds_cluster_node_slot_and_key() {
         let key = GossipKey::Mode;
-        let message = signing_message("fleet", "node-1", &key, "{}");
-        assert_ne!(message, signing_message("fleet", "node-2", &key, "{}"));
-        assert_ne!(message, signing_message("other", "node-1", &key, "{}"));
+        let slot = Slot {
+            generation: 2,
+            version: 7,
+        };
+        let message = signing_message("fleet", "node-1", slot, &key, "{}");
         assert_ne!(
             message,
-            signing_message("fleet", "node-1", &GossipKey::Stats, "{}")
+            signing_message("fleet", "node-2", slot, &key, "{}")
         );
+        assert_ne!(
+            message,
+            signing_message("other", "node-1", slot, &key, "{}")
+        );
+        assert_ne!(
+            message,
+            signing_message("fleet", "node-1", slot, &GossipKey::Stats, "{}")
+        );
+        for other in [
+            Slot {
+                generation: 2,
+                version: 8,
+            },
+            Slot {
+                generation: 3,
+                version: 7,
+            },
+        ] {
+            assert_ne!(
+                message,
+                signing_message("fleet", "node-1", other, &key, "{}")
+            );
+        }
     }
 
     #[test]

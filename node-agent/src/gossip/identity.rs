@@ -5,7 +5,7 @@
 //!
 //! Keys are ECDSA P-256 (what `lazaretctl pki` issues); signatures are the fixed 64-byte form.
 
-use lazaret_core::gossip::{self, GossipKey};
+use lazaret_core::gossip::{self, GossipKey, Slot};
 use lazaret_core::roles::Role;
 use ring::rand::SystemRandom;
 use ring::signature::{
@@ -74,9 +74,9 @@ impl NodeSigner {
         })
     }
 
-    /// `payload` sealed for `key` (see [`gossip::seal`]).
-    pub fn seal(&self, key: &GossipKey, payload: &str) -> String {
-        let message = gossip::signing_message(&self.cluster, &self.node, key, payload);
+    /// `payload` sealed for `key` at `slot` (see [`gossip::seal`]).
+    pub fn seal(&self, key: &GossipKey, slot: Slot, payload: &str) -> String {
+        let message = gossip::signing_message(&self.cluster, &self.node, slot, key, payload);
         let signature = self
             .key
             .sign(&self.random, &message)
@@ -147,16 +147,17 @@ impl PeerTrust {
         })
     }
 
-    /// The payload of `node`'s sealed `value` for `key`, once its seal verifies.
+    /// The payload of `node`'s sealed `value` for `key` at `slot`, once its seal verifies.
     pub fn open<'a>(
         &self,
         peer: &PeerKey,
         node: &str,
+        slot: Slot,
         key: &GossipKey,
         value: &'a str,
     ) -> Result<&'a str, Refusal> {
         let (signature, payload) = gossip::open(value).ok_or(Refusal::Unsealed)?;
-        let message = gossip::signing_message(&self.cluster, node, key, payload);
+        let message = gossip::signing_message(&self.cluster, node, slot, key, payload);
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &peer.public_key)
             .verify(&message, &signature)
             .map_err(|_| Refusal::BadSeal)?;
@@ -199,6 +200,11 @@ mod tests {
         }
     }
 
+    const SLOT: Slot = Slot {
+        generation: 1,
+        version: 3,
+    };
+
     #[test]
     fn a_sealed_value_opens_only_for_its_node_key_and_cluster() {
         let fleet = Fleet::new();
@@ -208,35 +214,48 @@ mod tests {
             .certificate("node-1", signer.certificate_pem())
             .unwrap();
         assert_eq!(peer.role, Role::Node);
-        let sealed = signer.seal(&GossipKey::Mode, r#"{"audit_only":false}"#);
+        let sealed = signer.seal(&GossipKey::Mode, SLOT, r#"{"audit_only":false}"#);
         assert_eq!(
-            trust.open(&peer, "node-1", &GossipKey::Mode, &sealed),
+            trust.open(&peer, "node-1", SLOT, &GossipKey::Mode, &sealed),
             Ok(r#"{"audit_only":false}"#)
         );
         // Moved to another key, another node's name, another cluster, or edited: refused.
         assert_eq!(
-            trust.open(&peer, "node-1", &GossipKey::Stats, &sealed),
+            trust.open(&peer, "node-1", SLOT, &GossipKey::Stats, &sealed),
             Err(Refusal::BadSeal)
         );
         assert_eq!(
-            trust.open(&peer, "node-2", &GossipKey::Mode, &sealed),
+            trust.open(&peer, "node-2", SLOT, &GossipKey::Mode, &sealed),
             Err(Refusal::BadSeal)
         );
         assert_eq!(
             fleet
                 .trust("other")
-                .open(&peer, "node-1", &GossipKey::Mode, &sealed),
+                .open(&peer, "node-1", SLOT, &GossipKey::Mode, &sealed),
             Err(Refusal::BadSeal)
         );
         let edited = sealed.replace("false", "true");
         assert_eq!(
-            trust.open(&peer, "node-1", &GossipKey::Mode, &edited),
+            trust.open(&peer, "node-1", SLOT, &GossipKey::Mode, &edited),
             Err(Refusal::BadSeal)
         );
         assert_eq!(
-            trust.open(&peer, "node-1", &GossipKey::Mode, "plain"),
+            trust.open(&peer, "node-1", SLOT, &GossipKey::Mode, "plain"),
             Err(Refusal::Unsealed)
         );
+        // Replayed later, under a newer version or after a restart: refused.
+        for replayed in [
+            Slot { version: 9, ..SLOT },
+            Slot {
+                generation: 2,
+                ..SLOT
+            },
+        ] {
+            assert_eq!(
+                trust.open(&peer, "node-1", replayed, &GossipKey::Mode, &sealed),
+                Err(Refusal::BadSeal)
+            );
+        }
     }
 
     #[test]
@@ -254,9 +273,9 @@ mod tests {
             fleet.read("node-1-key.pem").as_bytes(),
         )
         .unwrap();
-        let forged = forger.seal(&GossipKey::Mode, "{}");
+        let forged = forger.seal(&GossipKey::Mode, SLOT, "{}");
         assert_eq!(
-            trust.open(&node_2, "node-2", &GossipKey::Mode, &forged),
+            trust.open(&node_2, "node-2", SLOT, &GossipKey::Mode, &forged),
             Err(Refusal::BadSeal)
         );
     }

@@ -26,7 +26,7 @@ use chitchat::{
 };
 use lazaret_core::bundle::{BundleKind, BundleStamp};
 use lazaret_core::gossip::{
-    self, AuditHeadValue, GossipKey, ModeValue, NodeValue, StatsValue, ValueTooLarge,
+    self, AuditHeadValue, GossipKey, ModeValue, NodeValue, Slot, StatsValue, ValueTooLarge,
 };
 use lazaret_core::roles::Role;
 use serde::Serialize;
@@ -192,13 +192,21 @@ impl Gossip {
         if published.get(&name) == Some(&payload) {
             return Ok(());
         }
-        let sealed = gossip::checked_value(key, self.signer.seal(key, &payload))?;
-        self.handle
-            .chitchat()
-            .lock()
-            .await
-            .self_node_state()
-            .set(name.clone(), sealed);
+        let generation = self.generation();
+        let chitchat = self.handle.chitchat();
+        let mut chitchat = chitchat.lock().await;
+        let state = chitchat.self_node_state();
+        // chitchat gives this write the node's next version: seal for exactly that slot.
+        let slot = Slot {
+            generation,
+            version: state.max_version() + 1,
+        };
+        let sealed = gossip::checked_value(key, self.signer.seal(key, slot, &payload))?;
+        state.set(name.clone(), sealed);
+        debug_assert_eq!(
+            state.get_versioned(&name).map(|value| value.version),
+            Some(slot.version)
+        );
         published.insert(name, payload);
         Ok(())
     }
@@ -434,9 +442,13 @@ impl Gossip {
             .filter(|(cached_version, _)| *cached_version == version)
             .map(|(_, checked)| checked.clone());
         let checked = cached.unwrap_or_else(|| {
+            let slot = Slot {
+                generation: id.generation_id,
+                version,
+            };
             let checked = self
                 .trust
-                .open(peer, &id.node_id, key, value)
+                .open(peer, &id.node_id, slot, key, value)
                 .map(str::to_string)
                 .map_err(|refusal| refusal.reason());
             self.values

@@ -263,7 +263,12 @@ async fn forged_node(
         grpc: "127.0.0.1:1".into(),
         detections: None,
     };
-    let sealed = |key: &GossipKey, payload: String| (key.to_string(), forger.seal(key, &payload));
+    let slot = lazaret_core::gossip::Slot {
+        generation: FORGED_GENERATION,
+        version: 1,
+    };
+    let sealed =
+        |key: &GossipKey, payload: String| (key.to_string(), forger.seal(key, slot, &payload));
     let values = vec![
         (
             GossipKey::Cert.to_string(),
