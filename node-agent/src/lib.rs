@@ -1,6 +1,7 @@
 //! Lazaret's node agent: one per host. It watches the container runtimes, keeps a live
-//! inventory of every container with its CIS posture, and (as later issues land) judges and
-//! quarantines. See `DESIGN.md` §2 for the data flow.
+//! inventory of every container with its CIS posture, judges containers against policies and
+//! quarantines offenders, serves the gRPC API, and syncs signed bundles with its peers over
+//! gossip. See `DESIGN.md` §2 for the data flow.
 //!
 //! `main.rs` only parses flags and configuration and calls [`app`]; everything else is in this
 //! library so that tests and benches run the same code in process.
