@@ -199,7 +199,7 @@ impl Bundle {
         }
         let canonical = self.canonical_bytes();
         let signature = key.key.sign(&signed_message(&canonical));
-        Ok(SignedBundle::from_parts(self, &canonical, signature))
+        Ok(SignedBundle::from_parts(self, canonical, signature))
     }
 }
 
@@ -314,6 +314,8 @@ pub fn admit(current: Option<BundleStamp>, candidate: BundleStamp) -> Admission 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedBundle {
     bundle: Bundle,
+    /// The canonical bytes, computed once at parse (a 10k-indicator bundle is ~500 KiB).
+    canonical: Vec<u8>,
     signature: Signature,
     digest: BundleDigest,
 }
@@ -327,9 +329,10 @@ struct SignedBundleFile {
 }
 
 impl SignedBundle {
-    fn from_parts(bundle: Bundle, canonical: &[u8], signature: Signature) -> SignedBundle {
+    fn from_parts(bundle: Bundle, canonical: Vec<u8>, signature: Signature) -> SignedBundle {
         SignedBundle {
-            digest: BundleDigest::of(canonical),
+            digest: BundleDigest::of(&canonical),
+            canonical,
             bundle,
             signature,
         }
@@ -347,7 +350,7 @@ impl SignedBundle {
         let canonical = file.bundle.canonical_bytes();
         Ok(SignedBundle::from_parts(
             file.bundle,
-            &canonical,
+            canonical,
             Signature::from_bytes(&signature),
         ))
     }
@@ -497,10 +500,7 @@ impl TrustedKeys {
                 signer: bundle.signer.clone(),
             })?;
         key.0
-            .verify(
-                &signed_message(&bundle.canonical_bytes()),
-                &signed.signature,
-            )
+            .verify(&signed_message(&signed.canonical), &signed.signature)
             .map_err(|_| BundleError::BadSignature {
                 signer: bundle.signer.clone(),
             })?;

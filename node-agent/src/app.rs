@@ -219,7 +219,9 @@ pub async fn start(
         )
         .with_bundles(book.clone());
         let gossip_slot = api.gossip_slot();
-        let (bound, task) = api::serve(settings, api, &agent.metrics, shutdown.clone()).await?;
+        let tls = settings.read_tls()?;
+        let (bound, task) =
+            api::serve(settings, &tls, api, &agent.metrics, shutdown.clone()).await?;
         agent.api_addr = Some(bound);
         agent.tasks.spawn(async move {
             drop(task.await);
@@ -235,7 +237,7 @@ pub async fn start(
             };
             let gossip = fleet::start_gossip(
                 config,
-                settings,
+                &tls,
                 gossip_settings,
                 parts,
                 &mut agent.tasks,
@@ -283,8 +285,11 @@ async fn start_parts(
         }
         None => None,
     };
+    let docker_watched = runtimes
+        .iter()
+        .any(|runtime| runtime.kind() == lazaret_core::RuntimeKind::Docker);
     let (inventory, inventory_task) =
-        inventory::spawn_owning(metrics.clone(), ownership, shutdown.clone());
+        inventory::spawn_owning(metrics.clone(), ownership, docker_watched, shutdown.clone());
     tasks.spawn(async move {
         drop(inventory_task.await);
     });

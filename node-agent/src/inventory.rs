@@ -7,8 +7,8 @@
 //!
 //! One container, one entry: a Docker container is also visible in containerd's `moby`
 //! namespace under the same id. Docker's view wins (it knows mounts, privilege, ports and labels,
-//! which containerd's `moby` records leave empty): once Docker has reported anything,
-//! containerd's reports from `moby` are ignored altogether (they would otherwise make an
+//! which containerd's `moby` records leave empty): when Docker is watched, containerd's reports
+//! from `moby` are ignored altogether, from the first one on (they would otherwise make an
 //! unlabelled twin of a container another agent owns); they are used only when Docker is not
 //! watched.
 
@@ -93,17 +93,17 @@ struct Inventory {
     version: u64,
     /// `None`: every container.
     ownership: Option<Ownership>,
-    /// Docker has reported: containerd's `moby` reports are ignored from now on.
-    docker_seen: bool,
+    /// Docker is watched: containerd's `moby` reports are ignored.
+    docker_watched: bool,
 }
 
 impl Inventory {
-    fn new(ownership: Option<Ownership>) -> Self {
+    fn new(ownership: Option<Ownership>, docker_watched: bool) -> Self {
         Inventory {
             containers: BTreeMap::new(),
             version: 0,
             ownership,
-            docker_seen: false,
+            docker_watched,
         }
     }
 }
@@ -115,15 +115,12 @@ fn may_replace(existing: &ContainerInfo, incoming: &ContainerInfo) -> bool {
 
 impl Inventory {
     fn upsert(&mut self, info: ContainerInfo) {
-        if info.runtime == RuntimeKind::Docker {
-            self.docker_seen = true;
-        }
         if let Some(existing) = self.containers.get(&info.id)
             && !may_replace(&existing.info, &info)
         {
             return;
         }
-        if self.docker_seen
+        if self.docker_watched
             && info.runtime == RuntimeKind::Containerd
             && info.namespace == DOCKER_NAMESPACE
         {
@@ -164,7 +161,6 @@ impl Inventory {
                 runtime,
                 containers,
             } => {
-                self.docker_seen |= runtime == RuntimeKind::Docker;
                 self.containers
                     .retain(|_, entry| entry.info.runtime != runtime);
                 for info in containers {
@@ -186,7 +182,10 @@ impl Inventory {
 /// A one-off inventory from complete lists (what `scan` sees), merged by the same rules as the
 /// live one: one entry per container, Docker's view winning over containerd's.
 pub fn merge_lists(lists: Vec<(RuntimeKind, Vec<ContainerInfo>)>) -> InventorySnapshot {
-    let mut inventory = Inventory::new(None);
+    let docker_watched = lists
+        .iter()
+        .any(|(runtime, _)| *runtime == RuntimeKind::Docker);
+    let mut inventory = Inventory::new(None, docker_watched);
     for (runtime, containers) in lists {
         inventory.apply(InventoryUpdate::Resync {
             runtime,
@@ -223,13 +222,15 @@ impl Ownership {
 /// Starts the task that owns the inventory, holding every container. It ends when `shutdown`
 /// fires or every sender is dropped.
 pub fn spawn(metrics: Metrics, shutdown: CancellationToken) -> (InventoryHandle, JoinHandle<()>) {
-    spawn_owning(metrics, None, shutdown)
+    spawn_owning(metrics, None, false, shutdown)
 }
 
-/// Like [`spawn`], holding only the containers `ownership` gives this agent.
+/// Like [`spawn`], holding only the containers `ownership` gives this agent; `docker_watched`:
+/// Docker is among the runtimes (containerd's `moby` reports are then ignored).
 pub fn spawn_owning(
     metrics: Metrics,
     ownership: Option<Ownership>,
+    docker_watched: bool,
     shutdown: CancellationToken,
 ) -> (InventoryHandle, JoinHandle<()>) {
     let (update_sender, mut update_receiver) = mpsc::channel(UPDATE_QUEUE);
@@ -239,7 +240,7 @@ pub fn spawn_owning(
     // per update (that is O(containers × checks) and would sit on the enforcement fast path).
     metrics.follow_inventory(snapshot_receiver.clone());
     let task = tokio::spawn(async move {
-        let mut inventory = Inventory::new(ownership);
+        let mut inventory = Inventory::new(ownership, docker_watched);
         loop {
             let update = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -287,10 +288,13 @@ mod tests {
             info
         };
         let held = |claim_unlabelled: bool| {
-            let mut inventory = Inventory::new(Some(Ownership {
-                node: "node-2".into(),
-                claim_unlabelled,
-            }));
+            let mut inventory = Inventory::new(
+                Some(Ownership {
+                    node: "node-2".into(),
+                    claim_unlabelled,
+                }),
+                true,
+            );
             inventory.apply(InventoryUpdate::Resync {
                 runtime: RuntimeKind::Docker,
                 containers: vec![
@@ -320,7 +324,7 @@ mod tests {
 
     #[test]
     fn resync_replaces_only_that_runtimes_containers() {
-        let mut inventory = Inventory::new(None);
+        let mut inventory = Inventory::new(None, false);
         inventory.apply(InventoryUpdate::Upsert(Box::new(container(
             "a",
             RuntimeKind::Docker,
@@ -351,7 +355,7 @@ mod tests {
 
     #[test]
     fn a_docker_container_seen_in_containerd_is_one_entry_and_docker_wins() {
-        let mut inventory = Inventory::new(None);
+        let mut inventory = Inventory::new(None, false);
         let mut through_containerd = container("same", RuntimeKind::Containerd);
         through_containerd.namespace = "moby".into();
         inventory.apply(InventoryUpdate::Upsert(Box::new(
@@ -398,10 +402,17 @@ mod tests {
         let mut through_containerd = container("shared", RuntimeKind::Containerd);
         through_containerd.namespace = DOCKER_NAMESPACE.into();
         for (node, claim_unlabelled, expected) in [("node-2", false, 1), ("node-1", true, 0)] {
-            let mut inventory = Inventory::new(Some(Ownership {
-                node: node.into(),
-                claim_unlabelled,
-            }));
+            let mut inventory = Inventory::new(
+                Some(Ownership {
+                    node: node.into(),
+                    claim_unlabelled,
+                }),
+                true,
+            );
+            // containerd may report first, before Docker's resync arrives.
+            inventory.apply(InventoryUpdate::Upsert(Box::new(
+                through_containerd.clone(),
+            )));
             inventory.apply(InventoryUpdate::Resync {
                 runtime: RuntimeKind::Docker,
                 containers: vec![labelled.clone()],
@@ -419,7 +430,7 @@ mod tests {
 
     #[test]
     fn entries_carry_findings_for_every_check() {
-        let mut inventory = Inventory::new(None);
+        let mut inventory = Inventory::new(None, false);
         inventory.apply(InventoryUpdate::Upsert(Box::new(container(
             "a",
             RuntimeKind::Docker,

@@ -119,7 +119,7 @@ fn a_bundle_from_an_untrusted_key_is_refused_and_rotation_trusts_both_keys() {
     lying.signer = old.id();
     let forged = SignedBundle::from_parts(
         lying.clone(),
-        &lying.canonical_bytes(),
+        lying.canonical_bytes(),
         stranger.key.sign(&signed_message(&lying.canonical_bytes())),
     );
     assert!(matches!(

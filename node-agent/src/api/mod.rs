@@ -46,43 +46,64 @@ fn not_after(pem: &[u8]) -> anyhow::Result<i64> {
     Ok(certificate.validity().not_after.timestamp())
 }
 
-/// Reads the server's TLS material (and exports when it expires); the error names the file and
-/// how to make it.
-fn tls_config(settings: &ApiSettings, metrics: &Metrics) -> anyhow::Result<ServerTlsConfig> {
-    let read = |path: PathBuf| {
-        std::fs::read(&path).with_context(|| {
-            format!(
-                "cannot read {}: make the PKI with `lazaretctl pki init --dir {}` (or `pki issue \
-                 --role node --name {}`)",
-                path.display(),
-                settings.tls_dir.display(),
-                settings.cert_name
-            )
+/// The node's TLS material from the PKI directory (PEM): read once at start, for the API server,
+/// and for gossip (which seals with the same key and fetches bundles with the same certificate).
+#[derive(Clone)]
+pub struct TlsFiles {
+    pub ca: Vec<u8>,
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+impl ApiSettings {
+    /// Reads `ca.pem`, `NAME.pem` and `NAME-key.pem`; the error names the file and how to make it.
+    pub fn read_tls(&self) -> anyhow::Result<TlsFiles> {
+        let read = |path: PathBuf| {
+            std::fs::read(&path).with_context(|| {
+                format!(
+                    "cannot read {}: make the PKI with `lazaretctl pki init --dir {}` (or `pki issue \
+                     --role node --name {}`)",
+                    path.display(),
+                    self.tls_dir.display(),
+                    self.cert_name
+                )
+            })
+        };
+        let dir: &Path = &self.tls_dir;
+        Ok(TlsFiles {
+            ca: read(dir.join("ca.pem"))?,
+            cert: read(dir.join(format!("{}.pem", self.cert_name)))?,
+            key: read(dir.join(format!("{}-key.pem", self.cert_name)))?,
         })
-    };
-    let dir: &Path = &settings.tls_dir;
-    let ca = read(dir.join("ca.pem"))?;
-    let cert = read(dir.join(format!("{}.pem", settings.cert_name)))?;
-    let key = read(dir.join(format!("{}-key.pem", settings.cert_name)))?;
-    metrics.set_certificate_expiry("ca", not_after(&ca).context("ca.pem")?);
+    }
+}
+
+/// The server's TLS configuration (and when its certificates expire, as metrics).
+fn tls_config(
+    settings: &ApiSettings,
+    files: &TlsFiles,
+    metrics: &Metrics,
+) -> anyhow::Result<ServerTlsConfig> {
+    metrics.set_certificate_expiry("ca", not_after(&files.ca).context("ca.pem")?);
     metrics.set_certificate_expiry(
         &settings.cert_name,
-        not_after(&cert).with_context(|| format!("{}.pem", settings.cert_name))?,
+        not_after(&files.cert).with_context(|| format!("{}.pem", settings.cert_name))?,
     );
     Ok(ServerTlsConfig::new()
-        .identity(Identity::from_pem(cert, key))
-        .client_ca_root(Certificate::from_pem(ca)))
+        .identity(Identity::from_pem(&files.cert, &files.key))
+        .client_ca_root(Certificate::from_pem(&files.ca)))
 }
 
 /// Binds `settings.listen` and serves until `shutdown`. Returns the bound address (a `:0` port is
 /// resolved) and the server task.
 pub async fn serve(
     settings: &ApiSettings,
+    files: &TlsFiles,
     api: AgentApi,
     metrics: &Metrics,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
-    let tls = tls_config(settings, metrics)?;
+    let tls = tls_config(settings, files, metrics)?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot bind the API on {}", settings.listen))?;

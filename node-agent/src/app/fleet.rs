@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::api::ApiSettings;
+use crate::api::TlsFiles;
 use crate::bundles::BundleBook;
 use crate::bundles::sync::{BundleSync, PeerFetcher};
 use crate::config::AgentConfig;
@@ -35,26 +35,19 @@ pub(super) struct Parts {
 /// Starts gossip, the announcer and bundle sync; they stop with `shutdown`.
 pub(super) async fn start_gossip(
     config: &AgentConfig,
-    api: &ApiSettings,
+    tls: &TlsFiles,
     settings: &GossipSettings,
     parts: Parts,
     tasks: &mut JoinSet<()>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Arc<Gossip>> {
-    let read = |file: String| {
-        let path = api.tls_dir.join(file);
-        std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
-    };
-    let ca = read("ca.pem".into())?;
-    let certificate = read(format!("{}.pem", api.cert_name))?;
-    let key = read(format!("{}-key.pem", api.cert_name))?;
     let signer = NodeSigner::new(
         &settings.cluster,
         &config.node_name,
-        String::from_utf8_lossy(&certificate).into_owned(),
-        &key,
+        String::from_utf8_lossy(&tls.cert).into_owned(),
+        &tls.key,
     )?;
-    let trust = PeerTrust::new(&settings.cluster, &ca)?;
+    let trust = PeerTrust::new(&settings.cluster, &tls.ca)?;
     let store = parts.store.clone();
     let generation = tokio::task::spawn_blocking(move || store.next_generation())
         .await
@@ -98,7 +91,7 @@ pub(super) async fn start_gossip(
     let sync = BundleSync {
         book: parts.book,
         gossip: gossip.clone(),
-        fetcher: PeerFetcher::new(&ca, &certificate, &key),
+        fetcher: PeerFetcher::new(&tls.ca, &tls.cert, &tls.key),
         interval: settings.interval,
     };
     tasks.spawn(sync.run(shutdown.clone()));

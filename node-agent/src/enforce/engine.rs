@@ -101,6 +101,8 @@ pub struct Enforcer {
     policy_files: Option<(PolicyFiles, Duration)>,
     commands: mpsc::Receiver<Command>,
     handle: EnforcerHandle,
+    /// Whether the agent is in audit-only mode, for readers that must not queue a command.
+    mode: watch::Sender<bool>,
 }
 
 impl Enforcer {
@@ -112,6 +114,7 @@ impl Enforcer {
     ) -> Self {
         let node = manager.config().node.clone();
         let (sender, commands) = mpsc::channel(COMMAND_BUFFER);
+        let mode = watch::channel(manager.config().audit_only).0;
         Enforcer {
             manager,
             policies,
@@ -126,7 +129,11 @@ impl Enforcer {
             enforced: broadcast::channel(ENFORCED_BUFFER).0,
             policy_files: None,
             commands,
-            handle: EnforcerHandle { commands: sender },
+            handle: EnforcerHandle {
+                commands: sender,
+                mode: mode.subscribe(),
+            },
+            mode,
         }
     }
 

@@ -1,6 +1,7 @@
 //! What this node says about itself, kept current: `node`, `mode`, `stats`, `audit_head`,
 //! `ack:*` and a `q:<container>` summary per quarantine in force (DESIGN.md §3). Acks go out the
-//! moment a bundle is applied; the rest every interval. Only changed payloads are set again.
+//! moment a bundle is applied; the rest every interval. Only changed payloads are set again, and
+//! the quarantines are read from the store only when the audit chain moved.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,13 @@ use crate::store::Store;
 /// The longest reason carried in a `q:` summary.
 const SUMMARY_REASON_CHARS: usize = 200;
 
+/// What the last round read, so the next one reads the store only when something changed.
+#[derive(Default)]
+struct Seen {
+    audit_sequence: Option<u64>,
+    quarantined: u64,
+}
+
 /// The sources of this node's values.
 pub struct Announcer {
     pub gossip: Arc<Gossip>,
@@ -36,9 +44,10 @@ impl Announcer {
         let mut acks = self.book.acks();
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seen = Seen::default();
         loop {
             self.announce_acks().await;
-            self.announce_status().await;
+            self.announce_status(&mut seen).await;
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 changed = acks.changed() => if changed.is_err() { break },
@@ -54,16 +63,22 @@ impl Announcer {
         }
     }
 
-    async fn announce_status(&self) {
+    async fn announce_status(&self, seen: &mut Seen) {
         self.publish(&GossipKey::Node, &self.node).await;
-        if let Ok(audit_only) = self.enforcer.audit_only().await {
-            self.publish(&GossipKey::Mode, &ModeValue { audit_only })
-                .await;
-        }
+        let audit_only = self.enforcer.audit_only();
+        self.publish(&GossipKey::Mode, &ModeValue { audit_only })
+            .await;
+        // Every quarantine transition appends to the audit chain: the quarantines are read again
+        // only when its head moved.
         let store = self.store.clone();
+        let last = seen.audit_sequence;
         let read = tokio::task::spawn_blocking(move || {
             let head = store.audit_head()?;
-            let quarantines = store.quarantines()?.records;
+            let moved = head.as_ref().map(|head| head.sequence) != last;
+            let quarantines = match moved {
+                true => Some(store.quarantines()?.records),
+                false => None,
+            };
             Ok::<_, crate::store::StoreError>((head, quarantines))
         })
         .await;
@@ -75,23 +90,32 @@ impl Announcer {
             }
             Err(_) => return,
         };
-        if let Some(head) = head {
+        if let Some(head) = &head {
             let value = AuditHeadValue {
                 sequence: head.sequence,
                 hash: head.hash.to_hex(),
             };
             self.publish(&GossipKey::AuditHead, &value).await;
         }
+        seen.audit_sequence = head.map(|head| head.sequence);
+        if let Some(quarantines) = quarantines {
+            self.announce_quarantines(seen, quarantines).await;
+        }
+        let containers = self.inventory.snapshots.borrow().containers.len();
+        let stats = StatsValue {
+            containers: containers as u64,
+            quarantined: seen.quarantined,
+        };
+        self.publish(&GossipKey::Stats, &stats).await;
+    }
+
+    /// One `q:<container>` summary per quarantine in force; the others' keys are deleted.
+    async fn announce_quarantines(&self, seen: &mut Seen, quarantines: Vec<QuarantineRecord>) {
         let in_force: Vec<QuarantineRecord> = quarantines
             .into_iter()
             .filter(|record| !record.state.is_terminal())
             .collect();
-        let containers = self.inventory.snapshots.borrow().containers.len();
-        let stats = StatsValue {
-            containers: containers as u64,
-            quarantined: in_force.len() as u64,
-        };
-        self.publish(&GossipKey::Stats, &stats).await;
+        seen.quarantined = in_force.len() as u64;
         let mut current = Vec::new();
         for mut record in in_force {
             let key = GossipKey::Quarantine(record.container.to_string());

@@ -98,8 +98,9 @@ pub struct Gossip {
     certificates: Mutex<HashMap<(ChitchatId, u64), Result<PeerKey, Refusal>>>,
     /// Peers' values checked, by (node, key) → (version, outcome).
     values: Mutex<HashMap<(ChitchatId, String), (u64, Checked)>>,
-    /// Refusals already counted: (node, key, version).
-    counted: Mutex<HashSet<(ChitchatId, String, u64)>>,
+    /// The version last counted as refused, per (node, key): one entry per key, however many
+    /// forged versions arrive.
+    counted: Mutex<HashMap<(ChitchatId, String), u64>>,
     changed: Arc<Notify>,
     _listeners: [ListenerHandle; 2],
 }
@@ -471,7 +472,8 @@ impl Gossip {
             .counted
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert((id.clone(), key.to_string(), version));
+            .insert((id.clone(), key.to_string()), version)
+            != Some(version);
         if first {
             tracing::warn!(peer = ?id, key, reason, "gossip value not believed");
             self.metrics.count_value_refused(reason);

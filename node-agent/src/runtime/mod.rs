@@ -119,7 +119,7 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Thaws a paused container.
     async fn resume(&self, id: &ContainerId) -> RuntimeResult<()>;
 
-    /// Pauses a *Docker* container's task directly, skipping dockerd, when this runtime can
+    /// Pauses a *Docker* container's task directly, without going through dockerd, when this runtime can
     /// (containerd watching Docker's `moby` namespace); `None` when it cannot. Docker follows
     /// the task's state through containerd's events, so `docker inspect` and `docker unpause`
     /// stay right, and the call is ~5 ms shorter than Docker's own pause here (FACTS.md,

@@ -301,22 +301,9 @@ impl Observer {
     }
 }
 
-/// CPU seconds (user + system) of `pid` so far.
-fn cpu_seconds(pid: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |index: usize| {
-        fields
-            .get(index)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // After the command: state is field 3, utime 14 and stime 15 (1-based) → 11 and 12 here.
-    (ticks(11) + ticks(12)) / 100.0
+/// CPU seconds (user + system) of `pid` so far (clock ticks of 10 ms); 0 once it is gone.
+fn cpu_seconds(pid: u32) -> f64 {
+    super::footprint::process_cpu_ticks(pid).map_or(0.0, |ticks| ticks as f64 / 100.0)
 }
 
 /// Agent processes, SIGTERMed (then killed) on drop.
@@ -426,12 +413,8 @@ pub async fn processes(args: &Args, count: usize) -> anyhow::Result<Vec<Measurem
         }
         bail!("{error}{failed}");
     }
-    let pids: Vec<String> = children
-        .0
-        .iter()
-        .map(|child| child.id().to_string())
-        .collect();
-    let cpu_total = || pids.iter().map(|pid| cpu_seconds(pid)).sum::<f64>();
+    let pids: Vec<u32> = children.0.iter().map(Child::id).collect();
+    let cpu_total = || pids.iter().map(|&pid| cpu_seconds(pid)).sum::<f64>();
     let (cpu_before, started) = (cpu_total(), Instant::now());
     let samples = converge_rounds(&fleet, &observer, args.fleet_rounds).await?;
     let cpu = (cpu_total() - cpu_before) / started.elapsed().as_secs_f64() * 100.0;
@@ -563,9 +546,10 @@ pub async fn in_process(args: &Args, count: usize) -> anyhow::Result<Measurement
     }
     let observer = Observer::join(fleet.seeds()).await?;
     observer.wait_formed(count).await?;
-    let (cpu_before, started) = (cpu_seconds("self"), Instant::now());
+    let (cpu_before, started) = (cpu_seconds(std::process::id()), Instant::now());
     let samples = converge_rounds(&fleet, &observer, args.fleet_rounds).await?;
-    let cpu = (cpu_seconds("self") - cpu_before) / started.elapsed().as_secs_f64() * 100.0;
+    let cpu =
+        (cpu_seconds(std::process::id()) - cpu_before) / started.elapsed().as_secs_f64() * 100.0;
     shutdown.cancel();
     for agent in agents {
         agent.drain().await;

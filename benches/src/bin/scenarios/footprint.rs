@@ -20,7 +20,7 @@ fn process_rss_kib(pid: u32) -> anyhow::Result<u64> {
 }
 
 /// utime + stime of a process, in clock ticks.
-fn process_cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+pub(super) fn process_cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after_name = stat.rsplit_once(')').context("malformed stat")?.1;
     let fields: Vec<&str> = after_name.split_whitespace().collect();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use lazaret_core::ContainerId;
 use lazaret_core::policy::PolicySet;
 use lazaret_core::quarantine::{QuarantineRecord, QuarantineRequest};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use super::Enforcer;
@@ -37,9 +37,6 @@ pub(super) enum Command {
         reason: String,
         reply: oneshot::Sender<QuarantineResult<()>>,
     },
-    Mode {
-        reply: oneshot::Sender<bool>,
-    },
     UsePolicies {
         set: PolicySet,
         origin: String,
@@ -51,6 +48,8 @@ pub(super) enum Command {
 #[derive(Clone)]
 pub struct EnforcerHandle {
     pub(super) commands: mpsc::Sender<Command>,
+    /// The mode, kept current by the enforcement task.
+    pub(super) mode: watch::Receiver<bool>,
 }
 
 impl EnforcerHandle {
@@ -109,11 +108,9 @@ impl EnforcerHandle {
         answer.await.map_err(|_| stopped())?
     }
 
-    /// Whether the agent is in audit-only mode.
-    pub async fn audit_only(&self) -> QuarantineResult<bool> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Mode { reply }).await?;
-        answer.await.map_err(|_| stopped())
+    /// Whether the agent is in audit-only mode (read without a round trip to the task).
+    pub fn audit_only(&self) -> bool {
+        *self.mode.borrow()
     }
 
     /// Enforces `set` from now on, instead of the policy directory, and judges every container
@@ -193,10 +190,8 @@ impl Enforcer {
             } => {
                 let result = self.manager.set_mode(audit_only, &actor, &reason).await;
                 warn!(mode = mode_name(audit_only), %actor, %reason, "enforcement mode changed");
+                self.mode.send_replace(self.manager.config().audit_only);
                 let _unasked = reply.send(result);
-            }
-            Command::Mode { reply } => {
-                let _unasked = reply.send(self.manager.config().audit_only);
             }
             Command::UsePolicies { set, origin, reply } => {
                 info!(policies = set.policies.len(), %origin, "policies replaced; the policy directory is no longer read");
