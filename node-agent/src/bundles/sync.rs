@@ -29,6 +29,18 @@ pub const REFUSED_BACKOFF: Duration = Duration::from_secs(30);
 const MAX_BUNDLE_BYTES: usize = 64 * 1024 * 1024;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Where bundle sync gets a peer's bundle bytes from.
+pub trait FetchBundle: Send + Sync + 'static {
+    /// The signed bytes of `peer`'s bundle `stamp` of `kind`, from its API at `address`.
+    fn fetch(
+        &self,
+        peer: &str,
+        address: &str,
+        kind: BundleKind,
+        stamp: BundleStamp,
+    ) -> impl std::future::Future<Output = Result<Vec<u8>, String>> + Send;
+}
+
 /// Fetches bundles from peers over mutual TLS, as this node.
 pub struct PeerFetcher {
     ca: Certificate,
@@ -43,35 +55,6 @@ impl PeerFetcher {
             ca: Certificate::from_pem(ca_pem),
             identity: Identity::from_pem(cert_pem, key_pem),
             channels: Default::default(),
-        }
-    }
-
-    /// The signed bytes of `peer`'s bundle `stamp` of `kind`, from its API at `address`. The
-    /// peer's certificate must name `peer`.
-    pub async fn fetch(
-        &self,
-        peer: &str,
-        address: &str,
-        kind: BundleKind,
-        stamp: BundleStamp,
-    ) -> Result<Vec<u8>, String> {
-        let channel = self.channel(peer, address).await?;
-        let mut client =
-            AgentServiceClient::new(channel).max_decoding_message_size(MAX_BUNDLE_BYTES);
-        let mut request = tonic::Request::new(GetBundleRequest {
-            kind: kind.to_string(),
-            digest: stamp.digest.to_hex(),
-        });
-        request.set_timeout(FETCH_TIMEOUT);
-        match client.get_bundle(request).await {
-            Ok(response) => Ok(response.into_inner().bundle),
-            Err(status) => {
-                self.channels
-                    .lock()
-                    .await
-                    .remove(&(peer.to_string(), address.to_string()));
-                Err(format!("{}: {}", status.code(), status.message()))
-            }
         }
     }
 
@@ -97,16 +80,46 @@ impl PeerFetcher {
     }
 }
 
+impl FetchBundle for PeerFetcher {
+    /// Over gRPC `GetBundle`; the peer's certificate must name `peer`.
+    async fn fetch(
+        &self,
+        peer: &str,
+        address: &str,
+        kind: BundleKind,
+        stamp: BundleStamp,
+    ) -> Result<Vec<u8>, String> {
+        let channel = self.channel(peer, address).await?;
+        let mut client =
+            AgentServiceClient::new(channel).max_decoding_message_size(MAX_BUNDLE_BYTES);
+        let mut request = tonic::Request::new(GetBundleRequest {
+            kind: kind.to_string(),
+            digest: stamp.digest.to_hex(),
+        });
+        request.set_timeout(FETCH_TIMEOUT);
+        match client.get_bundle(request).await {
+            Ok(response) => Ok(response.into_inner().bundle),
+            Err(status) => {
+                self.channels
+                    .lock()
+                    .await
+                    .remove(&(peer.to_string(), address.to_string()));
+                Err(format!("{}: {}", status.code(), status.message()))
+            }
+        }
+    }
+}
+
 /// The sync loop. See the module docs.
-pub struct BundleSync {
+pub struct BundleSync<F> {
     pub book: Arc<BundleBook>,
     pub gossip: Arc<Gossip>,
-    pub fetcher: PeerFetcher,
+    pub fetcher: F,
     /// How often peers' stamps are compared even without a gossip change.
     pub interval: Duration,
 }
 
-impl BundleSync {
+impl<F: FetchBundle> BundleSync<F> {
     pub async fn run(self, shutdown: CancellationToken) {
         let changed = self.gossip.changed();
         let mut refused: HashMap<BundleStamp, Instant> = HashMap::new();

@@ -57,10 +57,7 @@ impl Announcer {
     }
 
     async fn announce_acks(&self) {
-        let acks = self.book.acks().borrow().clone();
-        for (kind, stamp) in acks {
-            self.publish(&GossipKey::Ack(kind), &stamp).await;
-        }
+        publish_acks(&self.gossip, &self.book).await;
     }
 
     async fn announce_status(&self, seen: &mut Seen) {
@@ -135,6 +132,17 @@ impl Announcer {
     async fn publish<T: serde::Serialize>(&self, key: &GossipKey, value: &T) {
         if let Err(error) = self.gossip.publish(key, value).await {
             warn!(%error, "not gossiped");
+        }
+    }
+}
+
+/// Publishes an `ack:<kind>` for every bundle `book` holds in force (unchanged ones are not set
+/// again).
+pub async fn publish_acks(gossip: &Gossip, book: &BundleBook) {
+    let acks = book.acks().borrow().clone();
+    for (kind, stamp) in acks {
+        if let Err(error) = gossip.publish(&GossipKey::Ack(kind), &stamp).await {
+            warn!(%error, "ack not gossiped");
         }
     }
 }

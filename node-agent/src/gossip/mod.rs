@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
-use chitchat::transport::UdpTransport;
+use chitchat::transport::{Transport, UdpTransport};
 use chitchat::{
     ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, ListenerHandle, NodeState,
     spawn_chitchat,
@@ -81,6 +81,15 @@ pub struct Offer {
     pub stamp: BundleStamp,
 }
 
+/// Who this node is in gossip: its name, generation, key and trust (see [`Gossip::start_over`]).
+pub struct GossipIdentity<'a> {
+    pub generation: u64,
+    pub signer: NodeSigner,
+    pub trust: PeerTrust,
+    pub metrics: FleetMetrics,
+    pub node: &'a str,
+}
+
 /// A verified (or refused) value, cached per version so each is checked once.
 type Checked = Result<String, &'static str>;
 
@@ -106,7 +115,7 @@ pub struct Gossip {
 }
 
 impl Gossip {
-    /// Joins the cluster as `generation` of this node; publishes its certificate.
+    /// Joins the cluster as `generation` of this node over UDP; publishes its certificate.
     pub async fn start(
         settings: &GossipSettings,
         generation: u64,
@@ -115,6 +124,30 @@ impl Gossip {
         metrics: FleetMetrics,
         node: &str,
     ) -> anyhow::Result<Gossip> {
+        let identity = GossipIdentity {
+            generation,
+            signer,
+            trust,
+            metrics,
+            node,
+        };
+        Gossip::start_over(settings, identity, &UdpTransport).await
+    }
+
+    /// [`Self::start`] over any chitchat transport (the fleet simulation passes an in-memory
+    /// one).
+    pub async fn start_over(
+        settings: &GossipSettings,
+        identity: GossipIdentity<'_>,
+        transport: &dyn Transport,
+    ) -> anyhow::Result<Gossip> {
+        let GossipIdentity {
+            generation,
+            signer,
+            trust,
+            metrics,
+            node,
+        } = identity;
         let interval = settings.interval;
         let config = ChitchatConfig {
             chitchat_id: ChitchatId::new(node, generation, settings.advertise),
@@ -139,7 +172,7 @@ impl Gossip {
         let handle = spawn_chitchat(
             config,
             vec![(GossipKey::Cert.to_string(), certificate)],
-            &UdpTransport,
+            transport,
         )
         .await
         .with_context(|| format!("cannot start gossip on {}", settings.listen))?;

@@ -28,8 +28,11 @@ use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 use super::Args;
 
-/// The gossip interval of every bench fleet.
-const INTERVAL: &str = "200ms";
+mod sim;
+pub use sim::simulated;
+
+/// The gossip interval of every bench fleet, in milliseconds.
+const INTERVAL_MS: u64 = 200;
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Nodes every other node is seeded with.
 const SEEDS: usize = 3;
@@ -66,7 +69,30 @@ struct Fleet {
 }
 
 impl Fleet {
+    /// `count` nodes with free local ports.
     fn new(count: usize) -> anyhow::Result<Fleet> {
+        Fleet::with_addresses(count, |_| Ok((free_tcp()?, free_udp()?)))
+    }
+
+    /// `count` nodes with addresses of their own that only the simulated wires know.
+    fn new_simulated(count: usize) -> anyhow::Result<Fleet> {
+        Fleet::with_addresses(count, |index| {
+            let host = format!(
+                "10.{}.{}.{}",
+                index / 65_536,
+                index / 256 % 256,
+                index % 256
+            );
+            Ok((format!("{host}:7443"), format!("{host}:7946")))
+        })
+    }
+
+    /// A PKI and a signing key for `count` nodes; node `index` (1-based) API and gossip
+    /// addresses from `addresses`.
+    fn with_addresses(
+        count: usize,
+        addresses: impl Fn(usize) -> anyhow::Result<(String, String)>,
+    ) -> anyhow::Result<Fleet> {
         let dir = tempfile::tempdir()?;
         let pki_dir = dir.path().join("pki");
         pki::init(&pki_dir, count)?;
@@ -75,8 +101,7 @@ impl Fleet {
         let (signing_key, trusted_key) = signing::key_paths(&key);
         let mut nodes = Vec::new();
         for index in 1..=count {
-            let api = free_tcp()?;
-            let gossip = free_udp()?;
+            let (api, gossip) = addresses(index)?;
             nodes.push((format!("node-{index}"), api, gossip));
         }
         Ok(Fleet {
@@ -120,7 +145,7 @@ impl Fleet {
         format!(
             "node_name = \"{node}\"\n[metrics]\nlisten = \"\"\n[containerd]\nenabled = false\n\
              [state]\ndir = \"{}\"\n[api]\nlisten = \"{api}\"\ntls_dir = \"{}\"\n\
-             [gossip]\nlisten = \"{gossip}\"\nseeds = [{}]\ninterval = \"{INTERVAL}\"\n\
+             [gossip]\nlisten = \"{gossip}\"\nseeds = [{}]\ninterval = \"{INTERVAL_MS}ms\"\n\
              [bundles]\ntrusted_keys = [\"{}\"]\n",
             self.dir.path().join(node).display(),
             self.pki_dir.display(),
@@ -206,7 +231,14 @@ struct Observer {
 
 impl Observer {
     async fn join(seeds: Vec<String>) -> anyhow::Result<Observer> {
-        let address: std::net::SocketAddr = free_udp()?.parse()?;
+        Observer::join_over(seeds, free_udp()?.parse()?, &UdpTransport).await
+    }
+
+    async fn join_over(
+        seeds: Vec<String>,
+        address: std::net::SocketAddr,
+        transport: &dyn chitchat::transport::Transport,
+    ) -> anyhow::Result<Observer> {
         let generation = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64;
         let config = ChitchatConfig {
             chitchat_id: ChitchatId::new("bench-observer", generation, address),
@@ -220,7 +252,7 @@ impl Observer {
             extra_liveness_predicate: None,
             protocol_version: chitchat::ProtocolVersion::V1,
         };
-        let handle = spawn_chitchat(config, Vec::new(), &UdpTransport).await?;
+        let handle = spawn_chitchat(config, Vec::new(), transport).await?;
         Ok(Observer { handle })
     }
 
@@ -257,7 +289,7 @@ impl Observer {
         kind: BundleKind,
         stamp: BundleStamp,
     ) -> anyhow::Result<()> {
-        let deadline = Instant::now() + CONVERGE_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT;
         loop {
             let acks = self.acks(kind).await;
             let missing = nodes
@@ -267,7 +299,7 @@ impl Observer {
             if missing == 0 {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
+            if tokio::time::Instant::now() >= deadline {
                 bail!(
                     "{missing} of {} nodes never acked {kind} {stamp}",
                     nodes.len()
@@ -279,7 +311,7 @@ impl Observer {
 
     /// Waits until every node announced its API (the fleet has formed).
     async fn wait_formed(&self, count: usize) -> anyhow::Result<()> {
-        let deadline = Instant::now() + CONVERGE_TIMEOUT * 2;
+        let deadline = tokio::time::Instant::now() + CONVERGE_TIMEOUT * 2;
         loop {
             let formed = {
                 let chitchat = self.handle.chitchat();
@@ -293,7 +325,7 @@ impl Observer {
             if formed >= count {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
+            if tokio::time::Instant::now() >= deadline {
                 bail!("only {formed} of {count} nodes formed the fleet");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -362,6 +394,16 @@ async fn converge_rounds(
     Ok(samples)
 }
 
+/// The issue's convergence goal for a fleet of `count` (10, 50, 100, 400 nodes).
+fn goal(count: usize) -> &'static str {
+    match count {
+        0..=10 => "p50 <= 1 s",
+        11..=50 => "p50 <= 1.5 s",
+        51..=100 => "p50 <= 2 s",
+        _ => "p50 <= 3 s",
+    }
+}
+
 fn measurement(
     metric: String,
     goal: &str,
@@ -418,14 +460,9 @@ pub async fn processes(args: &Args, count: usize) -> anyhow::Result<Vec<Measurem
     let (cpu_before, started) = (cpu_total(), Instant::now());
     let samples = converge_rounds(&fleet, &observer, args.fleet_rounds).await?;
     let cpu = (cpu_total() - cpu_before) / started.elapsed().as_secs_f64() * 100.0;
-    let goal = if count <= 10 {
-        "p50 <= 1 s"
-    } else {
-        "p50 <= 1.5 s"
-    };
     let mut measurements = vec![measurement(
         format!("bundle applied -> acked by all {count} agent processes (200 ms gossip)"),
-        goal,
+        goal(count),
         &samples,
         format!("{cpu:.0}% of one core for all {count} agents during the rounds"),
     )?];
@@ -554,14 +591,9 @@ pub async fn in_process(args: &Args, count: usize) -> anyhow::Result<Measurement
     for agent in agents {
         agent.drain().await;
     }
-    let goal = if count <= 100 {
-        "p50 <= 2 s"
-    } else {
-        "p50 <= 3 s"
-    };
     measurement(
         format!("bundle applied -> acked by all {count} in-process agents (200 ms gossip)"),
-        goal,
+        goal(count),
         &samples,
         format!("{cpu:.0}% of one core for the whole process"),
     )
