@@ -2,7 +2,11 @@
 //! `protobuf-compiler`, installed by `scripts/bootstrap.sh`; set `PROTOC` to use another).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["lazaret/v1/inventory.proto", "lazaret/v1/agent.proto"];
+    let protos = [
+        "lazaret/v1/inventory.proto",
+        "lazaret/v1/agent.proto",
+        "lazaret/v1/fleet.proto",
+    ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={proto}");
     }

@@ -30,7 +30,7 @@ pub(crate) fn table(header: &[&str]) -> Table {
     table
 }
 
-fn short(id: &str) -> &str {
+pub(crate) fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
@@ -49,7 +49,7 @@ pub fn record_json(record: &v1::QuarantineRecord) -> Value {
     })
 }
 
-fn failed_checks(container: &v1::Container) -> Vec<String> {
+pub(crate) fn failed_checks(container: &v1::Container) -> Vec<String> {
     container
         .findings
         .iter()
@@ -99,7 +99,7 @@ pub(crate) fn print_json(value: &Value) {
 }
 
 /// `STATE` column: the engine's state, and the quarantine's when one is in force.
-fn quarantine_cell(view: &v1::ContainerView) -> String {
+pub(crate) fn quarantine_cell(view: &v1::ContainerView) -> String {
     match &view.quarantine {
         Some(record) if !matches!(record.state.as_str(), "released" | "gone") => {
             format!("{} ({})", record.state, record.actions.join(","))

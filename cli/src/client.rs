@@ -1,4 +1,4 @@
-//! Connecting to an agent: mutual TLS with a certificate from the fleet PKI directory, and the
+//! Connecting to an agent or the controller: mutual TLS with a certificate from the fleet PKI directory, and the
 //! one place where a failed call becomes a one-line message and an exit code.
 //!
 //! Exit codes (documented in `lazaretctl --help`): 0 done; 1 the agent refused or failed the
@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use lazaret_proto::v1::agent_service_client::AgentServiceClient;
+use lazaret_proto::v1::fleet_service_client::FleetServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
@@ -20,6 +21,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one call may take (not `events --follow`).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The largest message sent (a signed bundle).
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
 pub const EXIT_REFUSED: u8 = 1;
 pub const EXIT_UNREACHABLE: u8 = 3;
 
@@ -28,6 +32,8 @@ pub const EXIT_UNREACHABLE: u8 = 3;
 pub struct Target {
     /// `host:port` of the agent.
     pub agent: String,
+    /// `host:port` of the controller, when fleet-wide commands go through one.
+    pub controller: Option<String>,
     /// The PKI directory (`ca.pem`, `NAME.pem`, `NAME-key.pem`).
     pub tls_dir: PathBuf,
     /// Whose certificate to present.
@@ -80,16 +86,35 @@ fn read(path: &Path, hint: &str) -> Result<Vec<u8>, Failure> {
 
 /// A client of the agent at `target`, connected (TLS handshake done).
 pub async fn connect(target: &Target) -> Result<AgentServiceClient<Channel>, Failure> {
+    let channel = channel(target, &target.agent, "agent", "--agent").await?;
+    Ok(AgentServiceClient::new(channel).max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+/// A client of the controller at `address`, connected.
+pub async fn connect_controller(
+    target: &Target,
+    address: &str,
+) -> Result<FleetServiceClient<Channel>, Failure> {
+    let channel = channel(target, address, "controller", "--controller").await?;
+    Ok(FleetServiceClient::new(channel).max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+/// A mutual-TLS channel to `what` (agent, controller) at `address`, as `target`'s identity.
+async fn channel(
+    target: &Target,
+    address: &str,
+    what: &str,
+    flag: &str,
+) -> Result<Channel, Failure> {
     let hint = "set --tls-dir (or LAZARET_TLS_DIR) to a PKI directory made by `lazaretctl pki \
                 init`, and --as to a certificate name in it";
     let ca = read(&target.tls_dir.join(pki::CA_CERT), hint)?;
     let (cert, key) = pki::cert_paths(&target.tls_dir, &target.identity);
     let cert = read(&cert, hint)?;
     let key = read(&key, hint)?;
-    let host = target
-        .agent
+    let host = address
         .rsplit_once(':')
-        .map_or(target.agent.as_str(), |(host, _)| host)
+        .map_or(address, |(host, _)| host)
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
@@ -99,12 +124,11 @@ pub async fn connect(target: &Target) -> Result<AgentServiceClient<Channel>, Fai
         .domain_name(host);
     let unreachable = |error: &dyn std::fmt::Display| Failure {
         message: format!(
-            "cannot reach the agent at {}: {error} (is it running with --tls-dir? is --agent right?)",
-            target.agent
+            "cannot reach the {what} at {address}: {error} (is it running with --tls-dir? is {flag} right?)"
         ),
         code: EXIT_UNREACHABLE,
     };
-    let endpoint = Endpoint::from_shared(format!("https://{}", target.agent))
+    let endpoint = Endpoint::from_shared(format!("https://{address}"))
         .map_err(|error| unreachable(&error))?
         .connect_timeout(CONNECT_TIMEOUT)
         .tls_config(tls)
@@ -121,7 +145,7 @@ pub async fn connect(target: &Target) -> Result<AgentServiceClient<Channel>, Fai
         }
         unreachable(&text)
     })?;
-    Ok(AgentServiceClient::new(channel))
+    Ok(channel)
 }
 
 /// Runs `work` on a single-threaded runtime; a failure is printed as one line and becomes its

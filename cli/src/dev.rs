@@ -6,8 +6,8 @@
 //! Agents share the engine: `node-K` owns the containers labelled `lazaret.io/node=node-K`;
 //! unlabelled ones belong to `node-1`. They gossip on loopback (node-1 is every other's seed) and
 //! trust one dev bundle-signing key, `DIR/keys/dev-signing.key` (`LAZARET_SIGNING_KEY`), so a
-//! bundle signed with it and applied to any agent reaches all. The controller ([7/11]) joins
-//! later.
+//! bundle signed with it and applied to any agent reaches all. The controller joins last (API on
+//! 7400, `LAZARET_CONTROLLER`), with the same key to sign what operators apply through it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -26,6 +26,9 @@ const BASE_METRICS_PORT: u16 = 9464;
 const BASE_GOSSIP_PORT: u16 = 7946;
 /// Gossip interval of the dev fleet: quicker than the 1 s default, for a snappy demo.
 const DEV_GOSSIP_INTERVAL: &str = "250ms";
+/// The controller's API port (or a free one), and its gossip port.
+const CONTROLLER_API_PORT: u16 = 7400;
+const CONTROLLER_GOSSIP_PORT: u16 = 7940;
 /// How long an agent may take to answer on its API.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -68,13 +71,57 @@ struct Fleet<'a> {
     seed: Option<String>,
 }
 
-/// The agent binary: next to this one (a cargo build or an install), else on `PATH`.
-fn agent_binary() -> PathBuf {
+/// A binary of ours: next to this one (a cargo build or an install), else on `PATH`.
+fn binary(name: &str) -> PathBuf {
     std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join("lazaret-agent")))
+        .and_then(|exe| exe.parent().map(|dir| dir.join(name)))
         .filter(|path| path.is_file())
-        .unwrap_or_else(|| PathBuf::from("lazaret-agent"))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// Starts the controller, seeded with node-1.
+fn start_controller(fleet: &Fleet<'_>) -> anyhow::Result<DevAgent> {
+    let api = format!("127.0.0.1:{}", port_from(CONTROLLER_API_PORT)?);
+    let gossip = format!("127.0.0.1:{}", udp_port_from(CONTROLLER_GOSSIP_PORT)?);
+    let seed = fleet
+        .seed
+        .clone()
+        .context("no agent to seed the controller with")?;
+    let home = fleet.dir.join("controller");
+    std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
+    let config = home.join("controller.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"controller\"\n[api]\nlisten = \"{api}\"\ntls_dir = {:?}\n\
+             [gossip]\nlisten = \"{gossip}\"\nseeds = [\"{seed}\"]\ninterval = \"{DEV_GOSSIP_INTERVAL}\"\n\
+             [state]\ndir = {:?}\n",
+            fleet.pki_dir.display().to_string(),
+            home.join("state").display().to_string(),
+        ),
+    )
+    .with_context(|| format!("cannot write {}", config.display()))?;
+    let log = home.join("controller.log");
+    let log_file =
+        std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+    let child = Command::new(binary("lazaret-controller"))
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .spawn()
+        .context(
+            "cannot start lazaret-controller (build it with `cargo build -p lazaret-controller`)",
+        )?;
+    Ok(DevAgent {
+        node: "controller".into(),
+        api,
+        metrics: String::new(),
+        log,
+        child,
+    })
 }
 
 fn start_agent(fleet: &mut Fleet<'_>, index: usize) -> anyhow::Result<DevAgent> {
@@ -101,7 +148,7 @@ fn start_agent(fleet: &mut Fleet<'_>, index: usize) -> anyhow::Result<DevAgent> 
     let log = home.join("agent.log");
     let log_file =
         std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-    let mut command = Command::new(agent_binary());
+    let mut command = Command::new(binary("lazaret-agent"));
     command
         .arg("--config")
         .arg(&config)
@@ -130,8 +177,10 @@ fn start_agent(fleet: &mut Fleet<'_>, index: usize) -> anyhow::Result<DevAgent> 
 
 /// Waits until `agent`'s API answers an authenticated call.
 async fn wait_ready(agent: &mut DevAgent, pki_dir: &Path) -> anyhow::Result<()> {
+    let is_controller = agent.node == "controller";
     let target = Target {
         agent: agent.api.clone(),
+        controller: is_controller.then(|| agent.api.clone()),
         tls_dir: pki_dir.to_path_buf(),
         identity: "admin".into(),
     };
@@ -147,12 +196,7 @@ async fn wait_ready(agent: &mut DevAgent, pki_dir: &Path) -> anyhow::Result<()> 
                 tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
         }
-        if let Ok(mut connected) = client::connect(&target).await
-            && connected
-                .verify_audit(client::request(lazaret_proto::v1::VerifyAuditRequest {}))
-                .await
-                .is_ok()
-        {
+        if answers(&target, is_controller).await {
             return Ok(());
         }
         if Instant::now() >= deadline {
@@ -167,12 +211,38 @@ async fn wait_ready(agent: &mut DevAgent, pki_dir: &Path) -> anyhow::Result<()> 
     }
 }
 
+/// Whether the agent (or controller) at `target` answers an authenticated call.
+async fn answers(target: &Target, is_controller: bool) -> bool {
+    match &target.controller {
+        Some(address) if is_controller => match client::connect_controller(target, address).await {
+            Ok(mut connected) => connected
+                .list_nodes(client::request(lazaret_proto::v1::ListNodesRequest {}))
+                .await
+                .is_ok(),
+            Err(_) => false,
+        },
+        _ => match client::connect(target).await {
+            Ok(mut connected) => connected
+                .verify_audit(client::request(lazaret_proto::v1::VerifyAuditRequest {}))
+                .await
+                .is_ok(),
+            Err(_) => false,
+        },
+    }
+}
+
 /// The `DIR/env` file: `export KEY=value` lines a shell sources and a script parses.
-fn env_file(agents: &[DevAgent], pki_dir: &Path, signing_key: &Path) -> String {
+fn env_file(
+    agents: &[DevAgent],
+    controller: &DevAgent,
+    pki_dir: &Path,
+    signing_key: &Path,
+) -> String {
     let join = |pick: fn(&DevAgent) -> &str| agents.iter().map(pick).collect::<Vec<_>>().join(",");
     format!(
-        "export LAZARET_AGENT={}\nexport LAZARET_AGENTS={}\nexport LAZARET_NODES={}\n\
-         export LAZARET_TLS_DIR={}\nexport LAZARET_SIGNING_KEY={}\n",
+        "export LAZARET_CONTROLLER={}\nexport LAZARET_AGENT={}\nexport LAZARET_AGENTS={}\n\
+         export LAZARET_NODES={}\nexport LAZARET_TLS_DIR={}\nexport LAZARET_SIGNING_KEY={}\n",
+        controller.api,
         agents[0].api,
         join(|agent| &agent.api),
         join(|agent| &agent.node),
@@ -226,10 +296,30 @@ async fn run(dir: &Path, count: usize, policy_dirs: &[PathBuf]) -> anyhow::Resul
         stop(&mut agents);
         return Err(error);
     }
+    let started = async {
+        let mut controller = start_controller(&fleet)?;
+        let ready = wait_ready(&mut controller, &pki_dir).await;
+        agents.push(controller);
+        ready
+    }
+    .await;
+    if let Err(error) = started {
+        stop(&mut agents);
+        return Err(error);
+    }
+    let controller = agents.pop().expect("the controller was pushed last");
     let env = dir.join("env");
-    std::fs::write(&env, env_file(&agents, &pki_dir, &signing_key))
+    std::fs::write(&env, env_file(&agents, &controller, &pki_dir, &signing_key))
         .with_context(|| format!("cannot write {}", env.display()))?;
-    println!("Lazaret dev fleet is up ({count} agent(s) on this machine's engine):");
+    println!(
+        "Lazaret dev fleet is up ({count} agent(s) on this machine's engine, and a controller):"
+    );
+    println!(
+        "  {:<10} API {}  log {}",
+        "controller",
+        controller.api,
+        controller.log.display()
+    );
     for agent in &agents {
         println!(
             "  {:<8} API {}  metrics http://{}/metrics  log {}",
@@ -241,6 +331,7 @@ async fn run(dir: &Path, count: usize, policy_dirs: &[PathBuf]) -> anyhow::Resul
     }
     println!("\nIn another shell:");
     println!("  source {}", env.display());
+    println!("  lazaretctl nodes                              # through the controller");
     println!("  lazaretctl containers");
     println!("  lazaretctl quarantine NAME --reason \"why\"     # cut the network and pause");
     println!("  lazaretctl events --follow");
@@ -248,10 +339,13 @@ async fn run(dir: &Path, count: usize, policy_dirs: &[PathBuf]) -> anyhow::Resul
     println!(
         "  lazaretctl bundle sign --kind policies --key $LAZARET_SIGNING_KEY --out p.bundle deploy/policies/"
     );
+    println!("  lazaretctl bundle apply p.bundle && lazaretctl nodes   # every agent enforces it");
+    println!("  lazaretctl fleet mode audit-only --reason \"why\"  # the fleet-wide kill switch");
     println!(
-        "  lazaretctl bundle apply p.bundle && lazaretctl bundle status   # every agent enforces it"
+        "  lazaretctl --agent $LAZARET_AGENT containers    # one agent, without the controller"
     );
-    println!("\nCtrl-C stops every agent.");
+    println!("\nCtrl-C stops every agent and the controller.");
+    agents.push(controller);
     let exited = async {
         loop {
             for agent in &mut agents {

@@ -1,20 +1,24 @@
 //! `lazaretctl`: the operators' CLI. Offline: the CIS check catalogue, policy validation, the
-//! fleet PKI, bundle keys and signing. Against one agent (`--agent ADDR`, mutual TLS with a
-//! certificate from `--tls-dir`): containers, quarantines, releases, the audit trail and its live
-//! stream, the mode, what policies would do, and signed bundles (apply, fleet status).
+//! fleet PKI, bundle keys and signing. Through the controller (`--controller ADDR`, the default
+//! once set): nodes, fleet-wide containers, quarantines and releases (by name, selector or
+//! policy), bundles, the fleet-wide switch. Against one agent (`--agent ADDR`, also while the
+//! controller is down): containers, quarantines, releases, the audit trail and its live stream,
+//! the mode, what policies would do, and signed bundles (apply, status). Mutual TLS with a
+//! certificate from `--tls-dir` throughout.
 #![forbid(unsafe_code)]
 
 mod agent;
 mod bundle;
 mod client;
 mod dev;
+mod fleet;
 mod policy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use lazaret_core::posture;
 use lazaret_core::roles::Role;
@@ -24,6 +28,11 @@ use crate::client::{Failure, Target};
 
 /// Lazaret's command-line tool for operators.
 ///
+/// With a controller (--controller or LAZARET_CONTROLLER) the commands that can act fleet-wide
+/// go through it: nodes, containers, quarantines, quarantine, release, bundle apply|status, fleet.
+/// Give --agent on the command line to talk to one agent instead (e.g. while the controller is
+/// down).
+///
 /// Exit codes: 0 done; 1 refused or failed (the message says why); 2 a malformed command line;
 /// 3 the agent could not be reached, or the TLS handshake failed.
 #[derive(Debug, Parser)]
@@ -32,7 +41,7 @@ struct Cli {
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table, global = true)]
     output: Output,
-    /// The agent to talk to, host:port.
+    /// The agent to talk to, host:port (given on the command line, it wins over --controller).
     #[arg(
         long,
         env = "LAZARET_AGENT",
@@ -41,7 +50,7 @@ struct Cli {
         default_value = "127.0.0.1:7443"
     )]
     agent: String,
-    /// The controller to talk to, host:port (the controller arrives with issue 7/11).
+    /// The controller to talk to, host:port; fleet-wide commands go through it.
     #[arg(
         long,
         env = "LAZARET_CONTROLLER",
@@ -81,7 +90,11 @@ pub(crate) enum Output {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// List the agent's containers: state, failed checks, quarantine.
+    /// Every node the controller knows: live or dead, bundle versions, mode, containers,
+    /// quarantines, audit chain (controller only).
+    Nodes,
+    /// List containers with their state, failed checks and quarantine (fleet-wide through the
+    /// controller, with the filters below; or one agent's).
     Containers {
         /// Only containers with a quarantine in force.
         #[arg(long)]
@@ -89,6 +102,15 @@ enum Command {
         /// Only containers that fail at least one check.
         #[arg(long)]
         findings: bool,
+        /// Only containers failing this CIS check id, e.g. 5.4 (controller).
+        #[arg(long, value_name = "CHECK")]
+        finding: Option<String>,
+        /// Only containers with these labels, e.g. app=web,tier=front (controller).
+        #[arg(long, value_name = "KEY=VALUE,…")]
+        selector: Option<String>,
+        /// Only this node's containers (controller).
+        #[arg(long)]
+        node: Option<String>,
     },
     /// Show one container (by id, unique id prefix, or name) with its quarantine and history.
     Container {
@@ -96,10 +118,17 @@ enum Command {
         target: String,
     },
     /// Quarantine a container: cut its network and pause it (by default), recorded with your
-    /// name and reason.
+    /// name and reason. Through the controller: on whichever node owns it, or every container a
+    /// --selector matches.
     Quarantine {
-        #[arg(value_name = "ID|NAME")]
-        target: String,
+        #[arg(value_name = "ID|NAME", required_unless_present = "selector")]
+        target: Option<String>,
+        /// Every container with these labels, e.g. app=web (controller).
+        #[arg(long, value_name = "KEY=VALUE,…", conflicts_with = "target")]
+        selector: Option<String>,
+        /// Only on this node (controller).
+        #[arg(long)]
+        node: Option<String>,
         /// What to do, in order: network-cut, pause, stop, kill, alert (comma-separated).
         #[arg(
             long = "action",
@@ -118,10 +147,20 @@ enum Command {
         force: bool,
     },
     /// Release a quarantine: restore the network, resume; the policy that caused it leaves the
-    /// container alone for --exempt-for.
+    /// container alone for --exempt-for. Through the controller: also every quarantine a
+    /// --selector matches, or that --policy NAME caused (undoing a bad rollout in one command).
     Release {
-        #[arg(value_name = "ID|NAME")]
-        target: String,
+        #[arg(value_name = "ID|NAME", required_unless_present_any = ["selector", "policy"])]
+        target: Option<String>,
+        /// Every quarantined container with these labels (controller).
+        #[arg(long, value_name = "KEY=VALUE,…", conflicts_with_all = ["target", "policy"])]
+        selector: Option<String>,
+        /// Every quarantine in force that this policy caused (controller).
+        #[arg(long, value_name = "NAME", conflicts_with = "target")]
+        policy: Option<String>,
+        /// Only on this node (controller).
+        #[arg(long)]
+        node: Option<String>,
         /// Why (required; goes into the audit trail).
         #[arg(long)]
         reason: String,
@@ -129,11 +168,14 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         exempt_for: Option<Duration>,
     },
-    /// List the quarantines in force.
+    /// List the quarantines in force (fleet-wide through the controller).
     Quarantines {
         /// Also released and gone ones.
         #[arg(long)]
         all: bool,
+        /// Only this node's (controller).
+        #[arg(long)]
+        node: Option<String>,
     },
     /// Print the agent's security events (its audit trail); --follow keeps printing new ones.
     Events {
@@ -173,6 +215,9 @@ enum Command {
     /// see the fleet converge (docs/bundles.md).
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
+    /// Fleet-wide switches, through the controller.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// A local fleet for trying Lazaret: agents against this machine's engine, with a dev PKI.
     #[command(subcommand)]
     Dev(DevCommand),
@@ -193,6 +238,23 @@ enum PolicyCommand {
     Test {
         #[arg(required = true, value_name = "FILE|DIR")]
         paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FleetCommand {
+    /// Switch every agent between enforcing and audit-only (admin role). The switch travels by
+    /// gossip, reaches every agent within seconds, and stays in force on the agents when the
+    /// controller is gone; this waits (up to --wait) until every live agent reports it.
+    Mode {
+        #[arg(value_parser = ["enforce", "audit-only"])]
+        mode: String,
+        /// Why (required; goes into every agent's audit trail).
+        #[arg(long)]
+        reason: String,
+        /// How long to wait for every live agent to report the mode.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+        wait: Duration,
     },
 }
 
@@ -241,13 +303,22 @@ enum PkiCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     let output = cli.output;
+    // --agent on the command line wins; otherwise a configured controller does.
+    let agent_given = matches.value_source("agent") == Some(clap::parser::ValueSource::CommandLine);
+    let controller = cli.controller.clone().filter(|_| !agent_given);
     let target = Target {
         agent: cli.agent.clone(),
+        controller: controller.clone(),
         tls_dir: cli.tls_dir.clone(),
         identity: cli.identity.clone(),
     };
+    let fleet = controller.is_some();
     let online = |work: std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<(), Failure>>>,
     >| { client::block_on(work) };
@@ -264,16 +335,37 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Pki(command) => pki_command(command),
+        Command::Bundle(bundle::BundleCommand::Apply { bundle: path }) if fleet => {
+            match std::fs::read(&path) {
+                Ok(bytes) => online(Box::pin(async move {
+                    fleet::apply_bundle(&target, output, bytes).await
+                })),
+                Err(error) => Failure {
+                    message: format!("cannot read {}: {error}", path.display()),
+                    code: client::EXIT_REFUSED,
+                }
+                .exit(),
+            }
+        }
         Command::Bundle(bundle::BundleCommand::Apply { bundle: path }) => {
             online(Box::pin(async move {
                 bundle::apply(&target, output, path).await
             }))
+        }
+        Command::Bundle(bundle::BundleCommand::Status) | Command::Nodes if fleet => {
+            online(Box::pin(async move { fleet::nodes(&target, output).await }))
         }
         Command::Bundle(bundle::BundleCommand::Status) => {
             online(Box::pin(
                 async move { bundle::status(&target, output).await },
             ))
         }
+        Command::Fleet(FleetCommand::Mode { mode, reason, wait }) if fleet => {
+            online(Box::pin(async move {
+                fleet::set_mode(&target, output, mode, reason, wait).await
+            }))
+        }
+        Command::Nodes | Command::Fleet(_) => needs_controller(),
         // Apply and status are the online ones, handled above.
         Command::Bundle(command) => bundle::offline(&command, output).unwrap_or(ExitCode::FAILURE),
         Command::Dev(DevCommand::Up {
@@ -293,6 +385,33 @@ fn main() -> ExitCode {
         Command::Containers {
             quarantined,
             findings,
+            finding,
+            selector,
+            node,
+        } if fleet => {
+            let filter = lazaret_proto::v1::ContainerFilter {
+                node: node.unwrap_or_default(),
+                selector: selector.unwrap_or_default(),
+                quarantined,
+                finding: finding
+                    .or(findings.then(|| "*".to_string()))
+                    .unwrap_or_default(),
+            };
+            online(Box::pin(async move {
+                fleet::containers(&target, output, filter).await
+            }))
+        }
+        Command::Containers {
+            finding: Some(_), ..
+        }
+        | Command::Containers {
+            selector: Some(_), ..
+        }
+        | Command::Containers { node: Some(_), .. } => needs_controller(),
+        Command::Containers {
+            quarantined,
+            findings,
+            ..
         } => online(Box::pin(async move {
             agent::containers(&target, output, quarantined, findings).await
         })),
@@ -301,30 +420,72 @@ fn main() -> ExitCode {
         })),
         Command::Quarantine {
             target: name,
+            selector,
+            node,
             actions,
             reason,
             ttl,
             force,
         } => {
             let args = agent::QuarantineArgs {
-                name,
+                name: name.clone().unwrap_or_default(),
                 actions,
                 reason,
                 ttl,
                 force,
             };
-            online(Box::pin(async move {
-                agent::quarantine(&target, output, args).await
-            }))
+            let selection = fleet::Selection {
+                target: name,
+                selector,
+                policy: None,
+                node,
+            };
+            match (
+                fleet,
+                selection.selector.is_some() || selection.node.is_some(),
+            ) {
+                (true, _) => online(Box::pin(async move {
+                    fleet::quarantine(&target, output, selection, args).await
+                })),
+                (false, true) => needs_controller(),
+                (false, false) => online(Box::pin(async move {
+                    agent::quarantine(&target, output, args).await
+                })),
+            }
         }
         Command::Release {
             target: name,
+            selector,
+            policy,
+            node,
             reason,
             exempt_for,
-        } => online(Box::pin(async move {
-            agent::release(&target, output, name, reason, exempt_for).await
+        } => {
+            let selection = fleet::Selection {
+                target: name.clone(),
+                selector,
+                policy,
+                node,
+            };
+            let fleet_only = selection.selector.is_some()
+                || selection.policy.is_some()
+                || selection.node.is_some();
+            match (fleet, fleet_only) {
+                (true, _) => online(Box::pin(async move {
+                    fleet::release(&target, output, selection, reason, exempt_for).await
+                })),
+                (false, true) => needs_controller(),
+                (false, false) => online(Box::pin(async move {
+                    let name = name.unwrap_or_default();
+                    agent::release(&target, output, name, reason, exempt_for).await
+                })),
+            }
+        }
+        Command::Quarantines { all, node } if fleet => online(Box::pin(async move {
+            fleet::quarantines(&target, output, node.unwrap_or_default(), all).await
         })),
-        Command::Quarantines { all } => online(Box::pin(async move {
+        Command::Quarantines { node: Some(_), .. } => needs_controller(),
+        Command::Quarantines { all, .. } => online(Box::pin(async move {
             agent::quarantines(&target, output, all).await
         })),
         Command::Events { follow, from } => online(Box::pin(async move {
@@ -341,6 +502,17 @@ fn main() -> ExitCode {
             agent::set_mode(&target, output, &mode, reason).await
         })),
     }
+}
+
+/// A command or flag only the controller serves, without one configured.
+fn needs_controller() -> ExitCode {
+    Failure {
+        message: "this needs the controller: set --controller ADDR (or LAZARET_CONTROLLER), \
+                  and do not pass --agent"
+            .into(),
+        code: 2,
+    }
+    .exit()
 }
 
 fn pki_command(command: PkiCommand) -> ExitCode {

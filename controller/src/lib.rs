@@ -1,8 +1,14 @@
-//! Lazaret's fleet controller: joins gossip without enforcing, keeps the fleet view, routes
-//! operator commands and signs bundles (DESIGN.md §4). Not built yet: issue 7/11. This crate
-//! exists so the workspace's dependency direction (controller → proto, core; never the agent)
-//! is fixed from the start.
+//! Lazaret's fleet controller (DESIGN.md §4): joins gossip without enforcing and keeps the fleet
+//! view from it ([`state`] persists what must survive a restart), serves `FleetService` over
+//! mutual TLS with the agents' roles ([`service`]), forwards what operators do on containers to
+//! the agents that own them with the operator's identity ([`agents`]), publishes the fleet-wide
+//! switch, and anchors every agent's audit chain ([`anchors`]). It links `lazaret-fleet`, never
+//! the agent.
 #![forbid(unsafe_code)]
 
-/// The gRPC package the controller will serve (`FleetService`).
-pub const PROTO_PACKAGE: &str = "lazaret.v1";
+pub mod agents;
+pub mod anchors;
+pub mod app;
+pub mod config;
+pub mod service;
+pub mod state;

@@ -1,21 +1,54 @@
-//! `lazaret-controller`: not built yet (issue 7/11); it says so and exits 2.
+//! `lazaret-controller --config FILE`: runs the fleet controller until SIGTERM or Ctrl-C.
 #![forbid(unsafe_code)]
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use lazaret_controller::app;
+use lazaret_controller::config::RawConfig;
+use tokio_util::sync::CancellationToken;
 
-/// Lazaret's fleet controller (fleet view, command routing, bundle signing). Not built yet:
-/// it arrives with issue 7/11; until then use `lazaret-agent scan` on each host.
+/// Lazaret's fleet controller: sees every node over gossip, routes operators' commands to the
+/// agents that own the containers, hands bundles to the fleet, holds the fleet-wide
+/// enforce/audit-only switch and anchors every agent's audit chain. Agents keep enforcing
+/// without it; `lazaretctl --agent ADDR` reaches one agent directly while it is down.
 #[derive(Debug, Parser)]
 #[command(name = "lazaret-controller", version)]
-struct Cli {}
+struct Cli {
+    /// The configuration file (see deploy/config/controller.toml).
+    #[arg(long, short, env = "LAZARET_CONTROLLER_CONFIG")]
+    config: PathBuf,
+}
 
-fn main() -> ExitCode {
-    let _cli = Cli::parse();
-    eprintln!(
-        "lazaret-controller: the fleet service ({}.FleetService) is not built yet (issue 7/11)",
-        lazaret_controller::PROTO_PACKAGE
-    );
-    ExitCode::from(2)
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("lazaret-controller: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = RawConfig::from_file(&cli.config)?.validate()?;
+    let shutdown = CancellationToken::new();
+    let controller = app::start(&config, shutdown.clone()).await?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    shutdown.cancel();
+    controller.drain().await;
+    Ok(())
 }

@@ -47,6 +47,8 @@ pub enum GossipKey {
     AuditHead,
     /// A bundle manifest offered by the controller ([7/11]).
     Manifest(BundleKind),
+    /// [`FleetModeValue`]: the fleet-wide switch, believed from a controller only.
+    FleetMode,
 }
 
 impl GossipKey {
@@ -60,6 +62,7 @@ impl GossipKey {
             "stats" => GossipKey::Stats,
             "mode" => GossipKey::Mode,
             "audit_head" => GossipKey::AuditHead,
+            "fleet_mode" => GossipKey::FleetMode,
             _ => {
                 if let Some(rest) = key.strip_prefix("ack:") {
                     GossipKey::Ack(kind(rest)?)
@@ -91,8 +94,20 @@ impl fmt::Display for GossipKey {
             GossipKey::Quarantine(container) => write!(formatter, "{QUARANTINE_PREFIX}{container}"),
             GossipKey::AuditHead => formatter.write_str("audit_head"),
             GossipKey::Manifest(kind) => write!(formatter, "manifest:{kind}"),
+            GossipKey::FleetMode => formatter.write_str("fleet_mode"),
         }
     }
+}
+
+/// `fleet_mode`: the controller's fleet-wide switch. Agents follow the newest they see (by
+/// `since_unix_ms`) and keep it when the controller is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetModeValue {
+    pub audit_only: bool,
+    pub since_unix_ms: i64,
+    /// Who switched it (`alice via controller-1`).
+    pub actor: String,
+    pub reason: String,
 }
 
 /// `node`: who the node is and where to reach it.
@@ -205,6 +220,7 @@ mod tests {
             GossipKey::Quarantine("abc123".into()),
             GossipKey::AuditHead,
             GossipKey::Manifest(BundleKind::Indicators),
+            GossipKey::FleetMode,
         ];
         for key in keys {
             assert_eq!(

@@ -409,7 +409,7 @@ impl RawConfig {
                 cert_name,
             })
         };
-        let gossip = self.gossip.validate(api.is_some())?;
+        let gossip = fleet::gossip(self.gossip, api.is_some())?;
         let trusted_keys = self.bundles.validate()?;
         let ownership = Ownership {
             node: node_name.clone(),

@@ -4,8 +4,9 @@
 //! a test made (for partitions).
 //!
 //! `lazaretctl` is run as a process against any agent ([`TestFleet::ctl`]), inside that agent's
-//! namespace when it has one. Every agent is SIGKILLed on drop; the directory goes with the
-//! fleet.
+//! namespace when it has one, or against the controller ([`TestFleet::add_controller`],
+//! [`TestFleet::ctl_fleet`]), which runs on loopback. Every process is SIGKILLed on drop; the
+//! directory goes with the fleet.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -17,6 +18,7 @@ use lazaretctl::{pki, signing};
 use serde_json::Value;
 
 use crate::agent_process::{AgentProcess, metric_value, scrape_metrics, workspace_binary};
+use crate::controller_process::ControllerProcess;
 use crate::daemon::POLL_INTERVAL;
 use crate::netns::command_in;
 
@@ -59,6 +61,7 @@ pub struct TestFleet {
     pub signing_key: PathBuf,
     pub trusted_key: PathBuf,
     pub agents: Vec<FleetAgent>,
+    pub controller: Option<ControllerProcess>,
     next_port: u16,
 }
 
@@ -83,6 +86,7 @@ impl TestFleet {
             signing_key,
             trusted_key,
             agents: Vec::new(),
+            controller: None,
             next_port: 0,
         })
     }
@@ -157,6 +161,77 @@ impl TestFleet {
             process,
         });
         Ok(index - 1)
+    }
+
+    /// Starts the controller on loopback, gossiping through `seeds`, and waits until its API
+    /// answers.
+    pub fn add_controller(&mut self, seeds: &[String]) -> anyhow::Result<()> {
+        let (api_port, _, gossip_port) = self.free_ports("127.0.0.1")?;
+        let api = format!("127.0.0.1:{api_port}");
+        let seeds: Vec<String> = seeds.iter().map(|seed| format!("{seed:?}")).collect();
+        let dir = self.dir.path().join("controller");
+        std::fs::create_dir_all(&dir)?;
+        let config = format!(
+            "name = \"controller\"\n[api]\nlisten = \"{api}\"\ntls_dir = \"{}\"\n\
+             [gossip]\nlisten = \"127.0.0.1:{gossip_port}\"\nseeds = [{}]\ninterval = \"{GOSSIP_INTERVAL}\"\n\
+             [state]\ndir = \"{}\"\n",
+            self.pki_dir.display(),
+            seeds.join(", "),
+            dir.join("state").display(),
+        );
+        let controller = ControllerProcess::start(&dir, &config, &api)?;
+        self.controller = Some(controller);
+        self.wait_controller()
+    }
+
+    /// Waits until the controller's API answers (after a start or restart).
+    pub fn wait_controller(&self) -> anyhow::Result<()> {
+        let controller = self.controller.as_ref().context("no controller")?;
+        controller.wait_for("the controller answering", Duration::from_secs(60), || {
+            self.run_fleet(&["nodes"])
+                .is_ok_and(|output| output.status.success())
+        })
+    }
+
+    /// `lazaretctl --controller <controller> --tls-dir … --as admin ARGS…`.
+    pub fn ctl_fleet(&self, args: &[&str]) -> Command {
+        let api = self.controller.as_ref().map_or("", |c| c.api.as_str());
+        let binary = workspace_binary("lazaretctl").expect("lazaretctl is built");
+        let mut command = Command::new(binary);
+        command
+            .args(["--controller", api, "--tls-dir"])
+            .arg(&self.pki_dir)
+            .args(["--as", "admin"])
+            .args(args)
+            .env_remove("LAZARET_AGENT")
+            .env_remove("LAZARET_CONTROLLER")
+            .env_remove("LAZARET_TLS_DIR");
+        command
+    }
+
+    /// Runs `ctl_fleet`, bounded; the output.
+    pub fn run_fleet(&self, args: &[&str]) -> anyhow::Result<Output> {
+        let mut command = self.ctl_fleet(args);
+        let output = crate::command::run_with_timeout(&mut command, Duration::from_secs(60))?;
+        Ok(Output {
+            status: output.status,
+            stdout: output.stdout.into_bytes(),
+            stderr: output.stderr.into_bytes(),
+        })
+    }
+
+    /// `ctl_fleet … -o json`, which must succeed.
+    pub fn fleet_json(&self, args: &[&str]) -> anyhow::Result<Value> {
+        let mut with_json = args.to_vec();
+        with_json.extend(["-o", "json"]);
+        let output = self.run_fleet(&with_json)?;
+        if !output.status.success() {
+            bail!(
+                "lazaretctl {args:?} through the controller failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        serde_json::from_slice(&output.stdout).context("lazaretctl printed no JSON")
     }
 
     /// `lazaretctl --agent <agent> --tls-dir … --as admin ARGS…`, in the agent's namespace.

@@ -3,7 +3,8 @@
 //!
 //! - [`agent`]: [`agent::TestAgent`], an agent started in process against a real engine;
 //! - [`agent_process`]: [`agent_process::AgentProcess`], the agent binary as a child process;
-//! - [`fleet`]: [`fleet::TestFleet`], agent processes gossiping as one fleet;
+//! - [`fleet`]: [`fleet::TestFleet`], agent processes gossiping as one fleet, and its controller
+//!   ([`controller_process`]);
 //! - [`inside`]: acting on a container's namespace with exactly the container's privileges;
 //! - [`image`]: the busybox test image, built locally (no registry is reachable);
 //! - [`containers`]: [`TestContainers`], a guard owning the containers of one test;
@@ -22,6 +23,7 @@ pub mod agent;
 pub mod agent_process;
 pub mod command;
 pub mod containers;
+pub mod controller_process;
 pub mod daemon;
 pub mod docker;
 pub mod fleet;

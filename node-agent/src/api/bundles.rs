@@ -47,7 +47,7 @@ impl AgentApi {
         let bytes = request.into_inner().bundle;
         let offered = self
             .book()?
-            .offer(bytes, &caller.name, true)
+            .offer(bytes, &caller.actor(), true)
             .await
             .map_err(|error| match error {
                 OfferError::Older { .. } => Status::failed_precondition(error.to_string()),

@@ -10,7 +10,7 @@
 //! handshake, before any handler runs.
 
 mod bundles;
-pub mod identity;
+pub use lazaret_fleet::caller as identity;
 pub mod service;
 
 use std::net::SocketAddr;

@@ -300,7 +300,7 @@ impl AgentService for AgentApi {
             actions,
             ttl: (asked.ttl_seconds > 0).then(|| Duration::from_secs(asked.ttl_seconds)),
             reason,
-            actor: caller.name,
+            actor: caller.actor(),
             source: QuarantineSource::Operator,
             scope: Default::default(),
         };
@@ -329,7 +329,7 @@ impl AgentService for AgentApi {
         };
         let record = self
             .enforcer
-            .release(container, &caller.name, &reason, exempt_for)
+            .release(container, &caller.actor(), &reason, exempt_for)
             .await
             .map_err(status_of)?;
         Ok(Response::new(v1::ReleaseResponse {
@@ -469,7 +469,7 @@ impl AgentService for AgentApi {
         };
         let reason = required("reason", &asked.reason)?;
         self.enforcer
-            .set_mode(audit_only, &caller.name, &reason)
+            .set_mode(audit_only, &caller.actor(), &reason)
             .await
             .map_err(status_of)?;
         Ok(Response::new(v1::SetModeResponse {

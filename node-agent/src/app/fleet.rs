@@ -59,7 +59,7 @@ pub(super) async fn start_gossip(
             generation,
             signer,
             trust,
-            parts.metrics,
+            parts.metrics.gossip,
             &config.node_name,
         )
         .await?,
@@ -72,6 +72,13 @@ pub(super) async fn start_gossip(
     if config.containerd.is_some() {
         runtimes.push("containerd".to_string());
     }
+    tasks.spawn(crate::gossip::fleet_mode::follow(
+        gossip.clone(),
+        parts.enforcer.clone(),
+        parts.store.clone(),
+        settings.interval,
+        shutdown.clone(),
+    ));
     let announcer = Announcer {
         gossip: gossip.clone(),
         node: NodeValue {

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lazaret_core::bundle::{BundleKind, BundleStamp, SignedBundle};
+use lazaret_fleet::channels::Channels;
 use lazaret_proto::v1::GetBundleRequest;
 use lazaret_proto::v1::agent_service_client::AgentServiceClient;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tracing::{debug, info, warn};
 
 use super::{BundleBook, OfferError, Offered};
@@ -43,40 +43,15 @@ pub trait FetchBundle: Send + Sync + 'static {
 
 /// Fetches bundles from peers over mutual TLS, as this node.
 pub struct PeerFetcher {
-    ca: Certificate,
-    identity: Identity,
-    channels: tokio::sync::Mutex<HashMap<(String, String), Channel>>,
+    channels: Channels,
 }
 
 impl PeerFetcher {
     /// With the fleet CA and this node's certificate and key (PEM).
     pub fn new(ca_pem: &[u8], cert_pem: &[u8], key_pem: &[u8]) -> PeerFetcher {
         PeerFetcher {
-            ca: Certificate::from_pem(ca_pem),
-            identity: Identity::from_pem(cert_pem, key_pem),
-            channels: Default::default(),
+            channels: Channels::new(ca_pem, cert_pem, key_pem, FETCH_TIMEOUT),
         }
-    }
-
-    async fn channel(&self, peer: &str, address: &str) -> Result<Channel, String> {
-        let key = (peer.to_string(), address.to_string());
-        if let Some(channel) = self.channels.lock().await.get(&key) {
-            return Ok(channel.clone());
-        }
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(self.ca.clone())
-            .identity(self.identity.clone())
-            .domain_name(peer);
-        let channel = Endpoint::from_shared(format!("https://{address}"))
-            .map_err(|error| error.to_string())?
-            .connect_timeout(FETCH_TIMEOUT)
-            .tls_config(tls)
-            .map_err(|error| error.to_string())?
-            .connect()
-            .await
-            .map_err(|error| format!("cannot connect: {error}"))?;
-        self.channels.lock().await.insert(key, channel.clone());
-        Ok(channel)
     }
 }
 
@@ -89,7 +64,7 @@ impl FetchBundle for PeerFetcher {
         kind: BundleKind,
         stamp: BundleStamp,
     ) -> Result<Vec<u8>, String> {
-        let channel = self.channel(peer, address).await?;
+        let channel = self.channels.get(peer, address).await?;
         let mut client =
             AgentServiceClient::new(channel).max_decoding_message_size(MAX_BUNDLE_BYTES);
         let mut request = tonic::Request::new(GetBundleRequest {
@@ -100,10 +75,7 @@ impl FetchBundle for PeerFetcher {
         match client.get_bundle(request).await {
             Ok(response) => Ok(response.into_inner().bundle),
             Err(status) => {
-                self.channels
-                    .lock()
-                    .await
-                    .remove(&(peer.to_string(), address.to_string()));
+                self.channels.forget(peer, address).await;
                 Err(format!("{}: {}", status.code(), status.message()))
             }
         }

@@ -1,117 +1,26 @@
-//! The `[gossip]` and `[bundles]` sections: how the agent joins its peers, and whose signed
-//! bundles it accepts.
+//! The `[gossip]` and `[bundles]` sections (shared with the controller:
+//! [`lazaret_fleet::settings`]), and what the agent adds: gossip needs its API.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
-
-use lazaret_core::bundle::{BundlePublicKey, TrustedKeys};
-use serde::Deserialize;
+pub use lazaret_fleet::settings::{RawBundles, RawGossip, SettingError};
 
 use super::ConfigError;
 use crate::gossip::GossipSettings;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawGossip {
-    /// UDP `host:port` to gossip on; empty: no gossip (a standalone agent). Needs the API: values
-    /// are sealed with the node's certificate, and peers fetch bundles from the API.
-    pub listen: String,
-    /// The `host:port` peers reach this node at; empty: `listen` (which must then be a specific
-    /// address, not 0.0.0.0).
-    pub advertise: String,
-    /// `host:port` of nodes to join through (any few; the first node needs none).
-    pub seeds: Vec<String>,
-    /// Nodes gossip only within their cluster.
-    pub cluster: String,
-    /// How often the node gossips with a peer, e.g. `1s` (tests use `200ms`).
-    #[serde(with = "humantime_serde")]
-    pub interval: Duration,
-}
-
-impl Default for RawGossip {
-    fn default() -> Self {
-        RawGossip {
-            listen: String::new(),
-            advertise: String::new(),
-            seeds: Vec::new(),
-            cluster: "lazaret".into(),
-            interval: Duration::from_secs(1),
-        }
+impl From<SettingError> for ConfigError {
+    fn from(error: SettingError) -> ConfigError {
+        ConfigError::new(error.field, error.message)
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawBundles {
-    /// Public keys (PEM files from `lazaretctl bundle keygen`) whose signed bundles this agent
-    /// accepts. Several: a new key is trusted before the old one is retired.
-    pub trusted_keys: Vec<PathBuf>,
-}
-
-impl RawGossip {
-    pub(super) fn validate(self, api: bool) -> Result<Option<GossipSettings>, ConfigError> {
-        if self.listen.trim().is_empty() {
-            return Ok(None);
-        }
-        if !api {
-            return Err(ConfigError::new(
-                "gossip.listen",
-                "gossip needs the API (set api.tls_dir): values are sealed with the node's certificate and peers fetch bundles from the API",
-            ));
-        }
-        let address = |field: &str, text: &str| {
-            text.parse::<SocketAddr>().map_err(|error| {
-                ConfigError::new(
-                    field,
-                    format!("{text:?} is not host:port ({error}); use e.g. 10.0.0.5:7946"),
-                )
-            })
-        };
-        let listen = address("gossip.listen", &self.listen)?;
-        let advertise = match self.advertise.trim() {
-            "" if listen.ip().is_unspecified() => {
-                return Err(ConfigError::new(
-                    "gossip.advertise",
-                    "gossip.listen binds every address: set the address peers reach this node at",
-                ));
-            }
-            "" => listen,
-            text => address("gossip.advertise", text)?,
-        };
-        if self.cluster.trim().is_empty() {
-            return Err(ConfigError::new("gossip.cluster", "must not be empty"));
-        }
-        if self.interval < Duration::from_millis(10) {
-            return Err(ConfigError::new(
-                "gossip.interval",
-                "must be at least 10ms (1s is the default)",
-            ));
-        }
-        Ok(Some(GossipSettings {
-            cluster: self.cluster,
-            listen,
-            advertise,
-            seeds: self.seeds,
-            interval: self.interval,
-        }))
+/// The gossip settings; gossip needs the API (`api`: whether it is configured).
+pub(super) fn gossip(raw: RawGossip, api: bool) -> Result<Option<GossipSettings>, ConfigError> {
+    if !raw.listen.trim().is_empty() && !api {
+        return Err(ConfigError::new(
+            "gossip.listen",
+            "gossip needs the API (set api.tls_dir): values are sealed with the node's certificate and peers fetch bundles from the API",
+        ));
     }
-}
-
-impl RawBundles {
-    /// Reads every trusted key; a missing or malformed file names itself.
-    pub(super) fn validate(self) -> Result<TrustedKeys, ConfigError> {
-        let mut keys = Vec::new();
-        for path in &self.trusted_keys {
-            let field = || format!("bundles.trusted_keys: {}", path.display());
-            let text = std::fs::read_to_string(path)
-                .map_err(|error| ConfigError::new(field(), format!("cannot read: {error}")))?;
-            let key = BundlePublicKey::from_pem(&text)
-                .map_err(|error| ConfigError::new(field(), error.to_string()))?;
-            keys.push(key);
-        }
-        Ok(TrustedKeys::new(keys))
-    }
+    Ok(raw.validate()?)
 }
 
 #[cfg(test)]
@@ -119,63 +28,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn gossip_is_off_by_default_and_needs_the_api() {
-        assert_eq!(RawGossip::default().validate(false).unwrap(), None);
+    fn gossip_needs_the_api() {
         let raw = RawGossip {
             listen: "127.0.0.1:7946".into(),
             ..RawGossip::default()
         };
-        let error = raw.clone().validate(false).unwrap_err();
+        let error = gossip(raw.clone(), false).unwrap_err();
         assert!(error.message.contains("api.tls_dir"), "{error}");
-        let settings = raw.validate(true).unwrap().unwrap();
-        assert_eq!(settings.advertise, settings.listen);
-    }
-
-    #[test]
-    fn a_wildcard_listen_address_needs_an_advertised_one() {
-        let raw = RawGossip {
-            listen: "0.0.0.0:7946".into(),
-            ..RawGossip::default()
-        };
-        assert_eq!(
-            raw.clone().validate(true).unwrap_err().field,
-            "gossip.advertise"
-        );
-        let settings = RawGossip {
-            advertise: "10.0.0.5:7946".into(),
-            ..raw
-        }
-        .validate(true)
-        .unwrap()
-        .unwrap();
-        assert_eq!(settings.advertise.to_string(), "10.0.0.5:7946");
-    }
-
-    #[test]
-    fn trusted_keys_must_exist_and_be_ed25519_public_keys() {
-        let dir = tempfile::tempdir().unwrap();
-        let good = dir.path().join("good.pub");
-        let key = lazaret_core::bundle::BundleSigningKey::from_seed([3; 32]);
-        std::fs::write(&good, key.public().to_pem()).unwrap();
-        let bad = dir.path().join("bad.pub");
-        std::fs::write(&bad, key.to_pem()).unwrap();
-        let trusted = RawBundles {
-            trusted_keys: vec![good.clone()],
-        }
-        .validate()
-        .unwrap();
-        assert_eq!(trusted.ids().collect::<Vec<_>>(), vec![&key.id()]);
-        let error = RawBundles {
-            trusted_keys: vec![good, bad.clone()],
-        }
-        .validate()
-        .unwrap_err();
-        assert!(error.field.contains("bad.pub"), "{error}");
-        let missing = RawBundles {
-            trusted_keys: vec![dir.path().join("none.pub")],
-        }
-        .validate()
-        .unwrap_err();
-        assert!(missing.message.contains("cannot read"), "{missing}");
+        assert!(gossip(raw, true).unwrap().is_some());
+        assert_eq!(gossip(RawGossip::default(), false).unwrap(), None);
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use lazaret_core::bundle::BundleKind;
+use lazaret_fleet::gossip::GossipMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -22,16 +23,6 @@ struct RefusedLabels {
     reason: &'static str,
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabels {
-    reason: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PeerLabels {
-    state: &'static str,
-}
-
 /// See the module docs.
 #[derive(Clone)]
 pub struct FleetMetrics {
@@ -40,8 +31,8 @@ pub struct FleetMetrics {
     version: Family<KindLabels, Gauge>,
     expiry: Family<KindLabels, Gauge>,
     stale: Family<KindLabels, Gauge>,
-    values_refused: Family<ReasonLabels, Counter>,
-    peers: Family<PeerLabels, Gauge>,
+    /// Gossip's (peers, values refused).
+    pub gossip: GossipMetrics,
     /// Expiry (Unix seconds) of the bundle in force, by kind: `stale` is computed from it at
     /// every scrape.
     expires: Arc<Mutex<BTreeMap<BundleKind, u64>>>,
@@ -55,8 +46,7 @@ impl FleetMetrics {
             version: Family::default(),
             expiry: Family::default(),
             stale: Family::default(),
-            values_refused: Family::default(),
-            peers: Family::default(),
+            gossip: GossipMetrics::register(registry),
             expires: Arc::default(),
         };
         registry.register(
@@ -83,16 +73,6 @@ impl FleetMetrics {
             "bundle_stale",
             "1 while the bundle in force is past its expiry (still enforced: re-sign and publish one)",
             metrics.stale.clone(),
-        );
-        registry.register(
-            "gossip_values_refused",
-            "Peers' gossip values not believed, by reason (bad-seal, unsealed, bad-certificate, no-certificate); each value counted once",
-            metrics.values_refused.clone(),
-        );
-        registry.register(
-            "gossip_peers",
-            "Peers known over gossip, by state (live, dead)",
-            metrics.peers.clone(),
         );
         metrics
     }
@@ -129,20 +109,6 @@ impl FleetMetrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(kind, expires);
-    }
-
-    pub fn count_value_refused(&self, reason: &'static str) {
-        self.values_refused
-            .get_or_create(&ReasonLabels { reason })
-            .inc();
-    }
-
-    pub fn set_peers(&self, live: usize, dead: usize) {
-        for (state, count) in [("live", live), ("dead", dead)] {
-            self.peers
-                .get_or_create(&PeerLabels { state })
-                .set(i64::try_from(count).unwrap_or(i64::MAX));
-        }
     }
 
     /// Sets `bundle_stale` for `now` (Unix seconds); called at every scrape.

@@ -117,6 +117,34 @@ impl Store {
         Ok(records)
     }
 
+    /// Replaces the whole chain with `records`' entries, hashed anew from the start: a chain that
+    /// verifies but is not the one the agent wrote, as an intruder with the agent's disk could
+    /// make. Only for tests of audit anchoring; the agent never rewrites its chain.
+    #[cfg(any(test, feature = "testsuite"))]
+    pub fn rewrite_audit_for_tests(&self, records: Vec<AuditRecord>) -> StoreResult<()> {
+        let failed = |source| StoreError::Sled {
+            operation: "rewrite",
+            tree: TREE_AUDIT,
+            key: None,
+            source,
+        };
+        self.audit.clear().map_err(failed)?;
+        self.meta.remove(META_AUDIT_HEAD).map_err(failed)?;
+        for record in records {
+            let entry = AuditEntry {
+                actor: record.actor,
+                on_behalf_of: record.on_behalf_of,
+                action: record.action,
+                target: record.target,
+                reason: record.reason,
+                source: record.source,
+                outcome: record.outcome,
+            };
+            self.append_audit(entry, record.time_unix_ms)?;
+        }
+        Ok(())
+    }
+
     /// The stored head: what the agent gossips as `audit_head`. `None` for an empty chain.
     pub fn audit_head(&self) -> StoreResult<Option<AuditHead>> {
         let Some(bytes) = self.meta.get(META_AUDIT_HEAD).map_err(sled_error(

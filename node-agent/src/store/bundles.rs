@@ -1,5 +1,5 @@
-//! The newest accepted bundle of each kind (tree `bundles`) and the gossip generation (tree
-//! `meta`).
+//! The newest accepted bundle of each kind (tree `bundles`), the gossip generation and the last
+//! fleet-wide switch followed (tree `meta`).
 //!
 //! A bundle is stored as its signed file bytes under its kind, with its stamp beside it under
 //! `KIND:stamp`; both in one batch, so a crash never leaves a stamp without its bundle. The stamp
@@ -7,9 +7,11 @@
 //! bytes are verified again at load ([`crate::bundles`]): the store is never trusted blindly.
 
 use lazaret_core::bundle::{BundleKind, BundleStamp};
+use lazaret_core::gossip::FleetModeValue;
 
 use super::{
-    META_GENERATION, Store, StoreResult, TREE_BUNDLES, TREE_META, decode, encode, sled_error,
+    META_FLEET_MODE, META_GENERATION, Store, StoreResult, TREE_BUNDLES, TREE_META, decode, encode,
+    sled_error,
 };
 
 impl Store {
@@ -64,6 +66,24 @@ impl Store {
             .map_err(sled_error("write", TREE_META, Some(META_GENERATION)))?;
         self.persist()?;
         Ok(next)
+    }
+
+    /// The fleet-wide switch this agent last followed, if any.
+    pub fn fleet_mode(&self) -> StoreResult<Option<FleetModeValue>> {
+        Ok(self
+            .meta
+            .get(META_FLEET_MODE)
+            .map_err(sled_error("read", TREE_META, Some(META_FLEET_MODE)))?
+            .map(|bytes| decode(TREE_META, META_FLEET_MODE.as_bytes(), &bytes))
+            .transpose()?)
+    }
+
+    /// Records `mode` as the fleet-wide switch followed.
+    pub fn put_fleet_mode(&self, mode: &FleetModeValue) -> StoreResult<()> {
+        self.meta
+            .insert(META_FLEET_MODE, encode(TREE_META, META_FLEET_MODE, mode)?)
+            .map_err(sled_error("write", TREE_META, Some(META_FLEET_MODE)))?;
+        self.persist()
     }
 }
 

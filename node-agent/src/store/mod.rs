@@ -57,7 +57,8 @@ pub const TREE_AUDIT: &str = "audit";
 pub const TREE_BUNDLES: &str = "bundles";
 /// Reserved: runtime event cursors (a later issue).
 pub const TREE_CURSOR: &str = "cursor";
-/// Store-wide values: [`META_SCHEMA`], [`META_AUDIT_HEAD`], [`META_GENERATION`].
+/// Store-wide values: [`META_SCHEMA`], [`META_AUDIT_HEAD`], [`META_GENERATION`],
+/// [`META_FLEET_MODE`].
 pub const TREE_META: &str = "meta";
 /// The schema version, as decimal text.
 pub const META_SCHEMA: &str = "schema";
@@ -65,6 +66,7 @@ pub const META_SCHEMA: &str = "schema";
 pub const META_AUDIT_HEAD: &str = "audit_head";
 /// The gossip generation of the last start, as JSON.
 pub const META_GENERATION: &str = "generation";
+pub const META_FLEET_MODE: &str = "fleet_mode";
 /// The schema this code reads and writes. A store with a higher version is refused at open.
 pub const SCHEMA_VERSION: u32 = 1;
 

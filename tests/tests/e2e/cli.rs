@@ -428,7 +428,7 @@ fn the_readme_quick_start_brings_a_fleet_up_quarantines_and_stops_on_ctrl_c() {
     let fleet = &mut fleet.0;
     let env_path = fleet_dir.join("env");
     let deadline = std::time::Instant::now() + DEADLINE;
-    while dev_env(&env_path).len() < 5 {
+    while dev_env(&env_path).len() < 6 {
         assert!(std::time::Instant::now() < deadline, "dev up wrote no env");
         assert!(fleet.try_wait().unwrap().is_none(), "dev up exited early");
         std::thread::sleep(Duration::from_millis(200));
@@ -438,6 +438,7 @@ fn the_readme_quick_start_brings_a_fleet_up_quarantines_and_stops_on_ctrl_c() {
     assert_eq!(
         keys,
         [
+            "LAZARET_CONTROLLER",
             "LAZARET_AGENT",
             "LAZARET_AGENTS",
             "LAZARET_NODES",
@@ -445,7 +446,7 @@ fn the_readme_quick_start_brings_a_fleet_up_quarantines_and_stops_on_ctrl_c() {
             "LAZARET_SIGNING_KEY"
         ]
     );
-    // What a user who ran `source DIR/env` types.
+    // What a user who ran `source DIR/env` types: through the controller.
     let lazaretctl = |args: &[&str]| {
         let mut command = Command::new(workspace_binary("lazaretctl").unwrap());
         command.args(args).envs(env.iter().cloned());

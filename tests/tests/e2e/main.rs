@@ -5,6 +5,7 @@ mod cli;
 mod conformance;
 mod containerd;
 mod containerd_zoo;
+mod controller;
 mod fleet;
 mod harness;
 mod inventory;

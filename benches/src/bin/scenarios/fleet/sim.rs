@@ -179,7 +179,7 @@ async fn start_node(
         generation: 1,
         signer,
         trust: PeerTrust::new(CLUSTER, &ca)?,
-        metrics,
+        metrics: metrics.gossip.clone(),
         node,
     };
     let gossip = Arc::new(Gossip::start_over(&settings, identity, transport).await?);

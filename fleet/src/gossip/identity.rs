@@ -14,7 +14,7 @@ use ring::signature::{
 use x509_parser::pem::parse_x509_pem;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::api::identity::caller_from_der;
+use crate::caller::caller_from_der;
 
 /// Why a peer's value is not believed. [`Refusal::reason`] labels the metric.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

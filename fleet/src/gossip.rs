@@ -8,9 +8,8 @@
 //!
 //! The generation id is the store's, bumped and persisted at every start, so peers see a
 //! restarted node's keys again (FACTS.md). Bundle content never rides gossip: only stamps do, and
-//! [`crate::bundles::sync`] fetches content over gRPC.
+//! the agent's bundle sync fetches content over gRPC.
 
-pub mod announce;
 pub mod identity;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -26,14 +25,68 @@ use chitchat::{
 };
 use lazaret_core::bundle::{BundleKind, BundleStamp};
 use lazaret_core::gossip::{
-    self, AuditHeadValue, GossipKey, ModeValue, NodeValue, Slot, StatsValue, ValueTooLarge,
+    self, AuditHeadValue, FleetModeValue, GossipKey, ModeValue, NodeValue, Slot, StatsValue,
+    ValueTooLarge,
 };
 use lazaret_core::roles::Role;
 use serde::Serialize;
 use tokio::sync::Notify;
 
 use self::identity::{NodeSigner, PeerKey, PeerTrust, Refusal};
-use crate::metrics::FleetMetrics;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabels {
+    state: &'static str,
+}
+
+/// Gossip's own metrics: peers by state, and values not believed.
+#[derive(Clone, Default)]
+pub struct GossipMetrics {
+    values_refused: Family<ReasonLabels, Counter>,
+    peers: Family<PeerLabels, Gauge>,
+}
+
+impl GossipMetrics {
+    /// New metrics, registered in `registry` (which carries the `lazaret` prefix).
+    pub fn register(registry: &mut Registry) -> GossipMetrics {
+        let metrics = GossipMetrics::default();
+        registry.register(
+            "gossip_values_refused",
+            "Peers' gossip values not believed, by reason (bad-seal, unsealed, bad-certificate, no-certificate); each value counted once",
+            metrics.values_refused.clone(),
+        );
+        registry.register(
+            "gossip_peers",
+            "Peers known over gossip, by state (live, dead)",
+            metrics.peers.clone(),
+        );
+        metrics
+    }
+
+    fn count_value_refused(&self, reason: &'static str) {
+        self.values_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    fn set_peers(&self, live: usize, dead: usize) {
+        for (state, count) in [("live", live), ("dead", dead)] {
+            self.peers
+                .get_or_create(&PeerLabels { state })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+    }
+}
 
 /// How the node gossips.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +120,8 @@ pub struct PeerView {
     pub mode: Option<ModeValue>,
     pub stats: Option<StatsValue>,
     pub audit_head: Option<AuditHeadValue>,
+    /// The fleet-wide switch it publishes (controllers only; others' are refused and counted).
+    pub fleet_mode: Option<FleetModeValue>,
     /// Containers it has in quarantine (`q:*` keys).
     pub quarantines: usize,
 }
@@ -86,7 +141,7 @@ pub struct GossipIdentity<'a> {
     pub generation: u64,
     pub signer: NodeSigner,
     pub trust: PeerTrust,
-    pub metrics: FleetMetrics,
+    pub metrics: GossipMetrics,
     pub node: &'a str,
 }
 
@@ -99,7 +154,7 @@ pub struct Gossip {
     node: String,
     signer: NodeSigner,
     trust: PeerTrust,
-    metrics: FleetMetrics,
+    metrics: GossipMetrics,
     /// Payloads this node last published, by key: a seal differs every time, so an unchanged
     /// payload must not be sealed and set again (it would bump the version for nothing).
     published: tokio::sync::Mutex<HashMap<String, String>>,
@@ -121,7 +176,7 @@ impl Gossip {
         generation: u64,
         signer: NodeSigner,
         trust: PeerTrust,
-        metrics: FleetMetrics,
+        metrics: GossipMetrics,
         node: &str,
     ) -> anyhow::Result<Gossip> {
         let identity = GossipIdentity {
@@ -390,6 +445,7 @@ impl Gossip {
             mode: None,
             stats: None,
             audit_head: None,
+            fleet_mode: None,
             quarantines: 0,
         };
         let peer = match self.certificate(id, state) {
@@ -426,6 +482,11 @@ impl Gossip {
                     view.quarantines += 1;
                     Some(())
                 }
+                GossipKey::FleetMode if peer.role != Role::Controller => {
+                    self.count_once(id, name, version, "not-controller");
+                    continue;
+                }
+                GossipKey::FleetMode => parse(&payload).map(|value| view.fleet_mode = Some(value)),
                 GossipKey::Cert => Some(()),
             };
             if parsed.is_none() {
@@ -511,6 +572,16 @@ impl Gossip {
             tracing::warn!(peer = ?id, key, reason, "gossip value not believed");
             self.metrics.count_value_refused(reason);
         }
+    }
+
+    /// The newest fleet-wide switch any controller publishes (live or not: a switch outlives the
+    /// controller that made it).
+    pub async fn fleet_mode(&self) -> Option<FleetModeValue> {
+        self.peers()
+            .await
+            .into_iter()
+            .filter_map(|view| view.fleet_mode)
+            .max_by_key(|mode| mode.since_unix_ms)
     }
 
     /// Leaves the cluster (the gossip task stops).

@@ -1,0 +1,274 @@
+//! Which containers a fleet-wide call is about (pure): filters for listings, and the targets of
+//! quarantine and release (an id, a unique id prefix or a name fleet-wide; a label selector; the
+//! quarantines a policy caused).
+
+use std::collections::HashMap;
+
+use lazaret_proto::v1::{CheckResult, ContainerFilter, FleetTarget, NodeContainer};
+use tonic::Status;
+
+/// A parsed label selector: `key=value` pairs, all of which must match.
+pub type Selector = Vec<(String, String)>;
+
+/// Parses `app=web,tier=front`; empty text selects everything.
+pub fn selector(text: &str) -> Result<Selector, Status> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                Ok((key.trim().to_string(), value.trim().to_string()))
+            }
+            _ => Err(Status::invalid_argument(format!(
+                "selector: {pair:?} is not key=value (e.g. app=web,tier=front)"
+            ))),
+        })
+        .collect()
+}
+
+fn labels_match(labels: &HashMap<String, String>, selector: &Selector) -> bool {
+    selector
+        .iter()
+        .all(|(key, value)| labels.get(key) == Some(value))
+}
+
+fn quarantined(container: &NodeContainer) -> bool {
+    container
+        .view
+        .as_ref()
+        .and_then(|view| view.quarantine.as_ref())
+        .is_some_and(|record| !matches!(record.state.as_str(), "released" | "gone"))
+}
+
+/// Whether `container` passes `filter` (its node checked by the caller).
+pub fn passes(container: &NodeContainer, filter: &ContainerFilter, selector: &Selector) -> bool {
+    let Some(inner) = container
+        .view
+        .as_ref()
+        .and_then(|view| view.container.as_ref())
+    else {
+        return false;
+    };
+    let finding = filter.finding.trim();
+    let fails = |check: &str| {
+        inner.findings.iter().any(|finding| {
+            finding.result == CheckResult::Fail as i32 && (check == "*" || finding.check == check)
+        })
+    };
+    labels_match(&inner.labels, selector)
+        && (!filter.quarantined || quarantined(container))
+        && (finding.is_empty() || fails(finding))
+}
+
+/// The containers `target` names among `all` (every live agent's). One of `target`, `selector`
+/// and (for release) `policy` must be set; an id prefix must be unique fleet-wide.
+pub fn pick(all: Vec<NodeContainer>, target: &FleetTarget) -> Result<Vec<NodeContainer>, Status> {
+    let set = [&target.target, &target.selector, &target.policy]
+        .iter()
+        .filter(|text| !text.trim().is_empty())
+        .count();
+    if set != 1 {
+        return Err(Status::invalid_argument(
+            "name exactly one of: a container (id, id prefix or name), --selector, --policy",
+        ));
+    }
+    let id_and_name = |container: &NodeContainer| {
+        container
+            .view
+            .as_ref()
+            .and_then(|view| view.container.as_ref())
+            .map(|inner| (inner.id.clone(), inner.name.clone()))
+            .unwrap_or_default()
+    };
+    if !target.policy.trim().is_empty() {
+        let source = format!("policy:{}", target.policy.trim());
+        return Ok(all
+            .into_iter()
+            .filter(|container| {
+                quarantined(container)
+                    && container
+                        .view
+                        .as_ref()
+                        .and_then(|view| view.quarantine.as_ref())
+                        .is_some_and(|record| record.source == source)
+            })
+            .collect());
+    }
+    if !target.selector.trim().is_empty() {
+        let selector = selector(&target.selector)?;
+        let filter = ContainerFilter::default();
+        return Ok(all
+            .into_iter()
+            .filter(|container| passes(container, &filter, &selector))
+            .collect());
+    }
+    let wanted = target.target.trim();
+    let exact: Vec<NodeContainer> = all
+        .iter()
+        .filter(|container| {
+            let (id, name) = id_and_name(container);
+            id == wanted || name == wanted
+        })
+        .cloned()
+        .collect();
+    let candidates = match exact.is_empty() {
+        false => exact,
+        true => all
+            .into_iter()
+            .filter(|container| id_and_name(container).0.starts_with(wanted))
+            .collect(),
+    };
+    match candidates.len() {
+        0 => Err(Status::not_found(format!(
+            "no container {wanted:?} (id, id prefix or name) on any agent that answered"
+        ))),
+        1 => Ok(candidates),
+        _ => {
+            let names: Vec<String> = candidates
+                .iter()
+                .map(|container| format!("{} on {}", id_and_name(container).0, container.node))
+                .collect();
+            Err(Status::invalid_argument(format!(
+                "{wanted:?} matches {} containers ({}); give more of the id",
+                names.len(),
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lazaret_proto::v1::{Container, ContainerView, Finding, QuarantineRecord};
+
+    use super::*;
+
+    fn container(node: &str, id: &str, name: &str, labels: &[(&str, &str)]) -> NodeContainer {
+        NodeContainer {
+            node: node.into(),
+            view: Some(ContainerView {
+                container: Some(Container {
+                    id: id.into(),
+                    name: name.into(),
+                    labels: labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    findings: vec![Finding {
+                        check: "5.4".into(),
+                        result: CheckResult::Fail as i32,
+                        ..Finding::default()
+                    }],
+                    ..Container::default()
+                }),
+                quarantine: None,
+            }),
+        }
+    }
+
+    fn fleet() -> Vec<NodeContainer> {
+        let mut quarantined = container("node-2", "abc999", "db", &[("app", "db")]);
+        quarantined.view.as_mut().unwrap().quarantine = Some(QuarantineRecord {
+            state: "applied".into(),
+            source: "policy:no-root".into(),
+            ..QuarantineRecord::default()
+        });
+        vec![
+            container("node-1", "abc123", "web-1", &[("app", "web")]),
+            container(
+                "node-2",
+                "abd456",
+                "web-2",
+                &[("app", "web"), ("tier", "front")],
+            ),
+            quarantined,
+        ]
+    }
+
+    fn target(target: &str, selector: &str, policy: &str) -> FleetTarget {
+        FleetTarget {
+            target: target.into(),
+            selector: selector.into(),
+            policy: policy.into(),
+            node: String::new(),
+        }
+    }
+
+    fn ids(picked: Vec<NodeContainer>) -> Vec<String> {
+        picked
+            .into_iter()
+            .map(|c| c.view.unwrap().container.unwrap().id)
+            .collect()
+    }
+
+    #[test]
+    fn targets_by_id_prefix_name_selector_and_policy() {
+        assert_eq!(
+            ids(pick(fleet(), &target("web-2", "", "")).unwrap()),
+            ["abd456"]
+        );
+        assert_eq!(
+            ids(pick(fleet(), &target("abc1", "", "")).unwrap()),
+            ["abc123"]
+        );
+        let ambiguous = pick(fleet(), &target("ab", "", "")).unwrap_err();
+        assert!(
+            ambiguous.message().contains("3 containers"),
+            "{ambiguous:?}"
+        );
+        assert_eq!(
+            pick(fleet(), &target("zzz", "", "")).unwrap_err().code(),
+            tonic::Code::NotFound
+        );
+        assert_eq!(
+            ids(pick(fleet(), &target("", "app=web", "")).unwrap()),
+            ["abc123", "abd456"]
+        );
+        assert_eq!(
+            ids(pick(fleet(), &target("", "app=web,tier=front", "")).unwrap()),
+            ["abd456"]
+        );
+        assert_eq!(
+            ids(pick(fleet(), &target("", "", "no-root")).unwrap()),
+            ["abc999"]
+        );
+        assert!(pick(fleet(), &target("", "", "")).is_err());
+        assert!(pick(fleet(), &target("a", "app=web", "")).is_err());
+        assert!(selector("app").is_err());
+    }
+
+    #[test]
+    fn filters() {
+        let all = fleet();
+        let none = Selector::new();
+        let filter = |quarantined: bool, finding: &str| ContainerFilter {
+            quarantined,
+            finding: finding.into(),
+            ..ContainerFilter::default()
+        };
+        assert_eq!(
+            all.iter()
+                .filter(|c| passes(c, &filter(true, ""), &none))
+                .count(),
+            1
+        );
+        assert_eq!(
+            all.iter()
+                .filter(|c| passes(c, &filter(false, "5.4"), &none))
+                .count(),
+            3
+        );
+        assert_eq!(
+            all.iter()
+                .filter(|c| passes(c, &filter(false, "5.9"), &none))
+                .count(),
+            0
+        );
+        assert_eq!(
+            all.iter()
+                .filter(|c| passes(c, &filter(false, "*"), &none))
+                .count(),
+            3
+        );
+    }
+}

@@ -1,0 +1,309 @@
+//! The controller with real agent processes on the real Docker engine (DESIGN.md §4): a rollout
+//! through it reaches every agent and only the owner quarantines; fleet-wide listings show who
+//! did what; the fleet-wide switch stops new quarantines everywhere; `release --policy` undoes a
+//! rollout; a selector quarantines across nodes with the operator's name recorded; agents keep
+//! enforcing without the controller and `--agent` still works; a restarted controller catches up;
+//! a rewritten audit chain is flagged.
+//!
+//! Deadlines are generous; nothing here measures time (benches/ does).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lazaret_agent::store::{Durability, Store};
+use lazaret_tests::fleet::{Placement, TestFleet};
+use lazaret_tests::{BUSYBOX_IMAGE, TestContainers, ensure_busybox_image, init_tracing};
+use serde_json::Value;
+
+const CONVERGE: Duration = Duration::from_secs(90);
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A policy pausing this run's containers labelled `lazaret.fleet=<value>`.
+fn policy(dir: &Path, containers: &TestContainers, value: &str) -> PathBuf {
+    let path = dir.join(format!("fleet-{value}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: lazaret.dev/v1\nkind: Policy\nname: fleet-{value}\nmode: enforce\n\
+             match:\n  labels: {{lazaret.test: \"{}\", lazaret.fleet: \"{value}\"}}\n\
+             rules: [{{expr: \"true\"}}]\nactions: [pause]\n",
+            containers.run_id()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Starts a container owned by `node`, labelled `lazaret.fleet=<value>`.
+fn owned(containers: &TestContainers, suffix: &str, node: &str, value: &str) -> String {
+    let node_label = format!("lazaret.io/node={node}");
+    let fleet_label = format!("lazaret.fleet={value}");
+    containers
+        .run(
+            suffix,
+            &[
+                "--label",
+                &node_label,
+                "--label",
+                &fleet_label,
+                BUSYBOX_IMAGE,
+                "sleep",
+                "600",
+            ],
+        )
+        .unwrap()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn paused(containers: &TestContainers, id: &str) -> bool {
+    containers.field(id, "{{.State.Paused}}").unwrap() == "true"
+}
+
+/// `nodes` through the controller: the agents (role node) by name.
+fn agents_view(fleet: &TestFleet) -> Vec<Value> {
+    fleet.fleet_json(&["nodes"]).unwrap()["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|node| node["role"] == "node")
+        .cloned()
+        .collect()
+}
+
+/// Whether the controller sees `count` live agents all enforcing policies `version`.
+fn all_on(fleet: &TestFleet, count: usize, version: u64) -> bool {
+    let agents = agents_view(fleet);
+    agents.len() == count
+        && agents.iter().all(|node| {
+            node["status"] == "live" && node["bundles"]["policies"]["version"] == version
+        })
+}
+
+/// A fleet of `count` agents on loopback and a controller seeded with node-1.
+fn fleet_with_controller(count: usize) -> TestFleet {
+    let mut fleet = TestFleet::new().unwrap();
+    fleet.add_agent(Placement::loopback(), &[]).unwrap();
+    let seed = fleet.agents[0].gossip.clone();
+    for _ in 1..count {
+        fleet
+            .add_agent(Placement::loopback(), std::slice::from_ref(&seed))
+            .unwrap();
+    }
+    fleet.add_controller(std::slice::from_ref(&seed)).unwrap();
+    wait_until("the controller sees every agent", CONVERGE, || {
+        let agents = agents_view(&fleet);
+        agents.len() == count && agents.iter().all(|node| node["status"] == "live")
+    });
+    fleet
+}
+
+#[test]
+fn a_rollout_through_the_controller_reaches_every_agent_and_can_be_stopped_and_undone() {
+    init_tracing();
+    ensure_busybox_image(None).unwrap();
+    let containers = TestContainers::new(None);
+    let fleet = fleet_with_controller(5);
+    let violating = owned(&containers, "ctl-node3", "node-3", "violate");
+    let bystander = owned(&containers, "ctl-node2", "node-2", "fine");
+
+    // Rollout: through the controller to one agent, by gossip to all.
+    let policies = fleet.dir().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    policy(&policies, &containers, "violate");
+    let bundle = fleet.sign("v10.bundle", 10, &policies).unwrap();
+    let applied = fleet
+        .fleet_json(&["bundle", "apply", bundle.to_str().unwrap()])
+        .unwrap();
+    assert_eq!(applied["outcome"], "applied", "{applied}");
+    wait_until("every agent acks v10", CONVERGE, || all_on(&fleet, 5, 10));
+    wait_until("the violating container paused", DEADLINE, || {
+        paused(&containers, &violating)
+    });
+    let quarantined = fleet.fleet_json(&["containers", "--quarantined"]).unwrap();
+    let listed = quarantined["containers"].as_array().unwrap();
+    let ours: Vec<&Value> = listed.iter().filter(|c| c["id"] == violating).collect();
+    assert_eq!(ours.len(), 1, "{quarantined}");
+    assert_eq!(ours[0]["node"], "node-3", "only its owner quarantines it");
+    let record = &ours[0]["quarantine"];
+    assert_eq!(record["source"], "policy:fleet-violate", "{record}");
+    assert_eq!(record["actor"], "agent", "{record}");
+    assert!(!record["reason"].as_str().unwrap().is_empty(), "{record}");
+    assert_eq!(quarantined["unreachable"], Value::Array(vec![]));
+    assert!(!paused(&containers, &bystander));
+
+    // The kill switch: every agent reports audit-only, and a new violation is only recorded.
+    let switched = fleet
+        .fleet_json(&[
+            "fleet",
+            "mode",
+            "audit-only",
+            "--reason",
+            "suspicious rollout",
+        ])
+        .unwrap();
+    assert_eq!(switched["agents_reached"], 5, "{switched}");
+    let late = owned(&containers, "ctl-node5", "node-5", "violate");
+    wait_until("node-5 records what it would have done", DEADLINE, || {
+        fleet
+            .json(4, &["audit"])
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|record| {
+                record["target"] == late
+                    && record["outcome"]
+                        .as_str()
+                        .is_some_and(|outcome| outcome.starts_with("would-have"))
+            })
+    });
+    assert!(
+        !paused(&containers, &late),
+        "audit-only quarantines nothing"
+    );
+    let mode_records = fleet.json(4, &["audit"]).unwrap();
+    assert!(
+        mode_records.as_array().unwrap().iter().any(|record| {
+            record["action"] == "mode"
+                && record["outcome"] == "audit-only"
+                && record["actor"] == "admin via controller"
+        }),
+        "the switch is audited with the operator's name: {mode_records}"
+    );
+
+    // Undo the rollout in one command: every quarantine the policy caused is released.
+    let released = fleet
+        .fleet_json(&[
+            "release",
+            "--policy",
+            "fleet-violate",
+            "--reason",
+            "bad rollout",
+        ])
+        .unwrap();
+    let outcomes = released["outcomes"].as_array().unwrap();
+    assert!(
+        outcomes
+            .iter()
+            .any(|outcome| outcome["container"] == violating
+                && outcome["node"] == "node-3"
+                && outcome["record"]["state"] == "released"),
+        "{released}"
+    );
+    wait_until("the container resumed", DEADLINE, || {
+        !paused(&containers, &violating)
+    });
+
+    // Back to enforcing; a selector quarantines across nodes, the operator's name recorded.
+    fleet
+        .fleet_json(&["fleet", "mode", "enforce", "--reason", "all clear"])
+        .unwrap();
+    let selected = fleet
+        .fleet_json(&[
+            "quarantine",
+            "--selector",
+            "lazaret.fleet=fine",
+            "--reason",
+            "incident 42",
+        ])
+        .unwrap();
+    let outcomes = selected["outcomes"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 1, "{selected}");
+    assert_eq!(outcomes[0]["node"], "node-2");
+    assert_eq!(outcomes[0]["record"]["actor"], "admin via controller");
+    wait_until("the selected container paused", DEADLINE, || {
+        paused(&containers, &bystander)
+    });
+}
+
+#[test]
+fn agents_keep_enforcing_without_the_controller_which_catches_up_and_flags_a_rewritten_chain() {
+    init_tracing();
+    ensure_busybox_image(None).unwrap();
+    let containers = TestContainers::new(None);
+    let mut fleet = fleet_with_controller(3);
+
+    // The controller is gone: a bundle handed to one agent still reaches all, and is enforced.
+    fleet.controller.as_mut().unwrap().kill().unwrap();
+    let violating = owned(&containers, "ctl-down", "node-2", "violate");
+    let policies = fleet.dir().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    policy(&policies, &containers, "violate");
+    let bundle = fleet.sign("v10.bundle", 10, &policies).unwrap();
+    fleet
+        .json(0, &["bundle", "apply", bundle.to_str().unwrap()])
+        .unwrap();
+    fleet.wait_converged(&[0, 1, 2], 10, CONVERGE).unwrap();
+    wait_until("the violating container paused", DEADLINE, || {
+        paused(&containers, &violating)
+    });
+
+    // A restarted controller catches up from gossip alone.
+    fleet.controller.as_mut().unwrap().restart().unwrap();
+    fleet.wait_controller().unwrap();
+    wait_until("the controller sees every agent on v10", CONVERGE, || {
+        all_on(&fleet, 3, 10)
+    });
+    let quarantines = fleet.fleet_json(&["quarantines"]).unwrap();
+    assert!(
+        quarantines["quarantines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|record| record["container"] == violating && record["node"] == "node-2"),
+        "{quarantines}"
+    );
+
+    // node-2's chain is anchored; then rewritten on disk (it still verifies on its own).
+    let head = fleet.json(1, &["audit"]).unwrap().as_array().unwrap().len() as u64;
+    let controller = fleet.controller.as_ref().unwrap();
+    controller
+        .wait_for("node-2's chain anchored", CONVERGE, || {
+            controller.log().lines().any(|line| {
+                line.contains("audit anchored")
+                    && line.contains("node-2")
+                    && line.contains(&format!("sequence={head}"))
+            })
+        })
+        .unwrap();
+    let agent = &mut fleet.agents[1].process;
+    agent.kill().unwrap();
+    {
+        let store = Store::open(&agent.state_dir(), Durability::Process).unwrap();
+        let mut records = store.audit_records(1, usize::MAX).unwrap();
+        records[0].reason = "nothing happened here".into();
+        store.rewrite_audit_for_tests(records).unwrap();
+        assert!(
+            store.verify_audit(None).unwrap().is_ok(),
+            "a consistent forgery"
+        );
+    }
+    agent.restart().unwrap();
+    wait_until("the controller flags node-2", CONVERGE, || {
+        agents_view(&fleet)
+            .iter()
+            .any(|node| node["name"] == "node-2" && node["audit_problem"].as_str().is_some())
+    });
+    assert!(
+        agents_view(&fleet)
+            .iter()
+            .filter(|node| node["name"] != "node-2")
+            .all(|node| node["audit_problem"].is_null()),
+        "only node-2 is flagged"
+    );
+    let log = fleet.controller.as_ref().unwrap().log();
+    assert!(
+        log.contains("ALERT: an agent's audit chain was rewritten"),
+        "{log}"
+    );
+}
