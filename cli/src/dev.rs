@@ -67,6 +67,8 @@ struct Fleet<'a> {
     pki_dir: &'a Path,
     policy_dirs: &'a [PathBuf],
     trusted_key: &'a Path,
+    /// The dev signing key (the controller signs with it).
+    signing_key: &'a Path,
     /// node-1's gossip address, once known.
     seed: Option<String>,
 }
@@ -96,9 +98,10 @@ fn start_controller(fleet: &Fleet<'_>) -> anyhow::Result<DevAgent> {
         format!(
             "name = \"controller\"\n[api]\nlisten = \"{api}\"\ntls_dir = {:?}\n\
              [gossip]\nlisten = \"{gossip}\"\nseeds = [\"{seed}\"]\ninterval = \"{DEV_GOSSIP_INTERVAL}\"\n\
-             [state]\ndir = {:?}\n",
+             [state]\ndir = {:?}\n[bundles]\nsigning_key = {:?}\n",
             fleet.pki_dir.display().to_string(),
             home.join("state").display().to_string(),
+            fleet.signing_key.display().to_string(),
         ),
     )
     .with_context(|| format!("cannot write {}", config.display()))?;
@@ -280,6 +283,7 @@ async fn run(dir: &Path, count: usize, policy_dirs: &[PathBuf]) -> anyhow::Resul
         pki_dir: &pki_dir,
         policy_dirs,
         trusted_key: &trusted_key,
+        signing_key: &signing_key,
         seed: None,
     };
     let mut agents = Vec::new();

@@ -13,6 +13,7 @@ mod client;
 mod dev;
 mod fleet;
 mod policy;
+mod rollout;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
+use lazaret_core::bundle::BundleKind;
 use lazaret_core::posture;
 use lazaret_core::roles::Role;
 use lazaretctl::pki;
@@ -215,6 +217,9 @@ enum Command {
     /// see the fleet converge (docs/bundles.md).
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
+    /// Threat indicators (docs/bundles.md), through the controller.
+    #[command(subcommand)]
+    Indicators(IndicatorsCommand),
     /// Fleet-wide switches, through the controller.
     #[command(subcommand)]
     Fleet(FleetCommand),
@@ -238,6 +243,43 @@ enum PolicyCommand {
     Test {
         #[arg(required = true, value_name = "FILE|DIR")]
         paths: Vec<PathBuf>,
+    },
+    /// Roll policy files out through the controller: validated whole, signed by the controller
+    /// as the next version, enforced by every agent (progress until all ack). With --canary, only
+    /// those nodes take it and you see what it does there; promote by running the same command
+    /// without --canary (admin role).
+    Apply {
+        #[arg(required = true, value_name = "FILE|DIR")]
+        paths: Vec<PathBuf>,
+        /// Nodes that take it first (comma-separated).
+        #[arg(long, value_delimiter = ',', value_name = "NODE,…")]
+        canary: Vec<String>,
+        /// How long to wait for every target agent to ack.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+        wait: Duration,
+    },
+    /// The policies the fleet enforces (its newest policies bundle), through the controller.
+    List,
+    /// What applying these files would change against the fleet's policies: each policy added
+    /// (+), removed (-) or changed (~), compared by value (formatting does not count).
+    Diff {
+        #[arg(required = true, value_name = "FILE|DIR")]
+        paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IndicatorsCommand {
+    /// Roll indicator files out through the controller, like `policy apply` (admin role).
+    Apply {
+        #[arg(required = true, value_name = "FILE|DIR")]
+        paths: Vec<PathBuf>,
+        /// Nodes that take it first (comma-separated).
+        #[arg(long, value_delimiter = ',', value_name = "NODE,…")]
+        canary: Vec<String>,
+        /// How long to wait for every target agent to ack.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
+        wait: Duration,
     },
 }
 
@@ -334,6 +376,32 @@ fn main() -> ExitCode {
             })),
             Err(code) => code,
         },
+        Command::Policy(PolicyCommand::Apply {
+            paths,
+            canary,
+            wait,
+        }) if fleet => online(Box::pin(async move {
+            rollout::apply(&target, output, BundleKind::Policies, paths, canary, wait).await
+        })),
+        Command::Indicators(IndicatorsCommand::Apply {
+            paths,
+            canary,
+            wait,
+        }) if fleet => online(Box::pin(async move {
+            rollout::apply(&target, output, BundleKind::Indicators, paths, canary, wait).await
+        })),
+        Command::Policy(PolicyCommand::List) if fleet => {
+            online(Box::pin(
+                async move { rollout::list(&target, output).await },
+            ))
+        }
+        Command::Policy(PolicyCommand::Diff { paths }) if fleet => online(Box::pin(async move {
+            rollout::show_diff(&target, output, paths).await
+        })),
+        Command::Policy(
+            PolicyCommand::Apply { .. } | PolicyCommand::List | PolicyCommand::Diff { .. },
+        )
+        | Command::Indicators(_) => needs_controller(),
         Command::Pki(command) => pki_command(command),
         Command::Bundle(bundle::BundleCommand::Apply { bundle: path }) if fleet => {
             match std::fs::read(&path) {

@@ -83,7 +83,7 @@ pub fn validate(paths: &[PathBuf], output: Output) -> ExitCode {
                 table.add_row([
                     "Policy".to_string(),
                     policy.name.clone(),
-                    format!("{:?}", policy.mode).to_lowercase(),
+                    policy.mode.as_str().to_string(),
                     policy.severity.to_string(),
                     actions_text(&policy.actions),
                     ttl_text(policy.ttl),
@@ -94,7 +94,7 @@ pub fn validate(paths: &[PathBuf], output: Output) -> ExitCode {
                 table.add_row([
                     "Response".to_string(),
                     response.name.clone(),
-                    format!("{:?}", response.mode).to_lowercase(),
+                    response.mode.as_str().to_string(),
                     "-".to_string(),
                     actions_text(&response.actions),
                     ttl_text(response.ttl),

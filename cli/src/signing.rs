@@ -84,11 +84,10 @@ pub struct SignRequest {
     pub expires: u64,
 }
 
-/// Reads, validates whole, and signs. Each file becomes an item named by its file name (names
-/// must be unique). A bad file refuses the whole bundle, every problem listed.
-pub fn sign(request: &SignRequest, key: &BundleSigningKey) -> anyhow::Result<SignedBundle> {
-    let sources =
-        files::read_sources(&request.paths).map_err(|errors| anyhow::anyhow!("{errors}"))?;
+/// The bundle items of `paths` (files, or directories whose `*.yaml`/`*.yml` files are taken):
+/// each file an item named by its file name, names unique.
+pub fn bundle_items(paths: &[PathBuf]) -> anyhow::Result<Vec<BundleItem>> {
+    let sources = files::read_sources(paths).map_err(|errors| anyhow::anyhow!("{errors}"))?;
     let mut items = BTreeMap::new();
     for source in sources {
         let name = Path::new(&source.name)
@@ -101,10 +100,16 @@ pub fn sign(request: &SignRequest, key: &BundleSigningKey) -> anyhow::Result<Sig
         }
         items.insert(name, source.text);
     }
-    let items = items
+    Ok(items
         .into_iter()
         .map(|(name, content)| BundleItem { name, content })
-        .collect();
+        .collect())
+}
+
+/// Reads, validates whole, and signs ([`bundle_items`]). A bad file refuses the whole bundle,
+/// every problem listed.
+pub fn sign(request: &SignRequest, key: &BundleSigningKey) -> anyhow::Result<SignedBundle> {
+    let items = bundle_items(&request.paths)?;
     let bundle = Bundle::new(
         request.kind,
         request.version,

@@ -48,9 +48,10 @@ impl RunningController {
 
 /// Starts the controller; it stops with `shutdown`.
 pub async fn start(
-    config: &ControllerConfig,
+    mut config: ControllerConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningController> {
+    let signing_key = config.signing_key.take();
     let read = |file: String| {
         let path = config.tls_dir.join(&file);
         std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
@@ -124,11 +125,19 @@ pub async fn start(
         interval: settings.interval.max(Duration::from_secs(1)),
     };
     tasks.spawn(anchoring.run(shutdown.clone()));
+    let me = Caller {
+        name: config.name.clone(),
+        role: Role::Controller,
+        via: None,
+    };
     let api = FleetApi {
         name: config.name.clone(),
         gossip: gossip.clone(),
         agents,
         state,
+        me,
+        signing_key,
+        validity: config.validity,
     };
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<FleetServiceServer<FleetApi>>().await;

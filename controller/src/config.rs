@@ -3,8 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
+use lazaret_core::bundle::BundleSigningKey;
 use lazaret_fleet::gossip::GossipSettings;
 use lazaret_fleet::settings::{RawGossip, SettingError};
 use serde::Deserialize;
@@ -19,6 +21,29 @@ pub struct RawConfig {
     pub api: RawApi,
     pub gossip: RawGossip,
     pub state: RawState,
+    #[serde(default)]
+    pub bundles: RawBundles,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBundles {
+    /// The ed25519 key (`lazaretctl bundle keygen`) the controller signs `policy apply` and
+    /// `indicators apply` with; the agents must trust its public half. Unset: the controller
+    /// relays bundles signed offline only.
+    pub signing_key: Option<PathBuf>,
+    /// How long a bundle the controller signs stays fresh (agents alarm past it).
+    #[serde(with = "humantime_serde")]
+    pub validity: Duration,
+}
+
+impl Default for RawBundles {
+    fn default() -> Self {
+        RawBundles {
+            signing_key: None,
+            validity: Duration::from_secs(30 * 86_400),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,13 +67,16 @@ fn default_name() -> String {
 }
 
 /// A validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ControllerConfig {
     pub name: String,
     pub listen: SocketAddr,
     pub tls_dir: PathBuf,
     pub gossip: GossipSettings,
     pub state_dir: PathBuf,
+    /// The key it signs with, when it signs.
+    pub signing_key: Option<BundleSigningKey>,
+    pub validity: Duration,
 }
 
 impl RawConfig {
@@ -74,12 +102,32 @@ impl RawConfig {
                 "the controller's fleet view comes from gossip: set gossip.listen and gossip.seeds",
             )
         })?;
+        let signing_key = match &self.bundles.signing_key {
+            None => None,
+            Some(path) => {
+                let field = || format!("bundles.signing_key: {}", path.display());
+                let text = std::fs::read_to_string(path)
+                    .map_err(|error| SettingError::new(field(), format!("cannot read: {error}")))?;
+                Some(
+                    BundleSigningKey::from_pem(&text)
+                        .map_err(|error| SettingError::new(field(), error.to_string()))?,
+                )
+            }
+        };
+        if self.bundles.validity < Duration::from_secs(60) {
+            return Err(SettingError::new(
+                "bundles.validity",
+                "must be at least a minute (30d is the default)",
+            ));
+        }
         Ok(ControllerConfig {
             name: self.name,
             listen,
             tls_dir: self.api.tls_dir,
             gossip,
             state_dir: self.state.dir,
+            signing_key,
+            validity: self.bundles.validity,
         })
     }
 }

@@ -1,4 +1,6 @@
-//! `lazaret-controller --config FILE`: runs the fleet controller until SIGTERM or Ctrl-C.
+//! `lazaret-controller --config FILE`: runs the fleet controller until SIGTERM or Ctrl-C. Exit
+//! codes: 0 stopped; 64 the configuration does not validate (the message names the field); 1
+//! any other failure to start.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -6,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use lazaret_controller::app;
-use lazaret_controller::config::RawConfig;
+use lazaret_controller::config::{ControllerConfig, RawConfig};
 use tokio_util::sync::CancellationToken;
 
 /// Lazaret's fleet controller: sees every node over gossip, routes operators' commands to the
@@ -21,6 +23,9 @@ struct Cli {
     config: PathBuf,
 }
 
+/// The exit code of a configuration that does not validate (as the agent's).
+const EXIT_CONFIG: u8 = 64;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -30,19 +35,27 @@ async fn main() -> ExitCode {
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
-    match run(cli).await {
+    let config = match RawConfig::from_file(&cli.config)
+        .and_then(|raw| raw.validate().map_err(anyhow::Error::from))
+    {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("lazaret-controller: {error:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("lazaret-controller: {error:#}");
-            ExitCode::from(2)
+            ExitCode::FAILURE
         }
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = RawConfig::from_file(&cli.config)?.validate()?;
+async fn run(config: ControllerConfig) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let controller = app::start(&config, shutdown.clone()).await?;
+    let controller = app::start(config, shutdown.clone()).await?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = terminate.recv() => {}

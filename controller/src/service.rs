@@ -3,10 +3,12 @@
 //! what touches containers is forwarded to the owning agents with the caller's identity, and the
 //! agents check it again. Fleet-wide answers list every agent that did not answer.
 
+mod bundles;
 pub mod targets;
 
 use std::sync::Arc;
 
+use lazaret_core::bundle::BundleKind;
 use lazaret_core::gossip::{FleetModeValue, GossipKey};
 use lazaret_core::roles::{Operation, Role};
 use lazaret_fleet::caller::Caller;
@@ -26,6 +28,12 @@ pub struct FleetApi {
     pub gossip: Arc<Gossip>,
     pub agents: Arc<Agents>,
     pub state: State,
+    /// The controller acting as itself (fetching bundles for readers).
+    pub me: Caller,
+    /// What it signs `ApplyPolicies` / `ApplyIndicators` with, when it does.
+    pub signing_key: Option<lazaret_core::bundle::BundleSigningKey>,
+    /// How long what it signs stays fresh.
+    pub validity: std::time::Duration,
 }
 
 fn required(field: &str, value: &str) -> Result<String, Status> {
@@ -320,47 +328,53 @@ impl FleetService for FleetApi {
     ) -> Result<Response<v1::FleetApplyBundleResponse>, Status> {
         let caller = Caller::of(&request)?;
         caller.authorize(Operation::ApplyBundle)?;
-        let message = request.into_inner();
-        let agents = self.agents.live(None).await;
-        let mut failures = Vec::new();
-        for agent in &agents {
-            let answer = self
-                .agents
-                .call(
-                    agent,
-                    &caller,
-                    message.clone(),
-                    |mut client, request| async move { client.apply_bundle(request).await },
-                )
-                .await;
-            match answer {
-                Ok(applied) => {
-                    info!(
-                        node = agent.name,
-                        actor = caller.actor(),
-                        "bundle handed to an agent; gossip carries it on"
-                    );
-                    return Ok(Response::new(v1::FleetApplyBundleResponse {
-                        node: agent.name.clone(),
-                        applied: Some(applied),
-                    }));
-                }
-                // The bundle itself is refused: every agent would say the same.
-                Err(status)
-                    if matches!(
-                        status.code(),
-                        Code::InvalidArgument | Code::FailedPrecondition | Code::PermissionDenied
-                    ) =>
-                {
-                    return Err(status);
-                }
-                Err(status) => failures.push(format!("{}: {}", agent.name, status.message())),
-            }
-        }
-        Err(Status::unavailable(match agents.is_empty() {
-            true => "no live agent to hand the bundle to".to_string(),
-            false => format!("no agent took the bundle: {}", failures.join("; ")),
+        let live = self.agents.live(None).await;
+        let (agent, applied) = self
+            .hand_over(&caller, &live, request.into_inner().bundle)
+            .await?;
+        Ok(Response::new(v1::FleetApplyBundleResponse {
+            node: agent.name,
+            applied: Some(applied),
         }))
+    }
+
+    async fn apply_policies(
+        &self,
+        request: Request<v1::ApplyContentRequest>,
+    ) -> Result<Response<v1::ApplyContentResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.authorize(Operation::ApplyBundle)?;
+        let asked = request.into_inner();
+        Ok(Response::new(
+            self.apply_content(&caller, BundleKind::Policies, asked)
+                .await?,
+        ))
+    }
+
+    async fn apply_indicators(
+        &self,
+        request: Request<v1::ApplyContentRequest>,
+    ) -> Result<Response<v1::ApplyContentResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.authorize(Operation::ApplyBundle)?;
+        let asked = request.into_inner();
+        Ok(Response::new(
+            self.apply_content(&caller, BundleKind::Indicators, asked)
+                .await?,
+        ))
+    }
+
+    async fn get_bundle(
+        &self,
+        request: Request<v1::FleetGetBundleRequest>,
+    ) -> Result<Response<v1::FleetGetBundleResponse>, Status> {
+        Caller::of(&request)?.authorize(Operation::Read)?;
+        let kind = request
+            .into_inner()
+            .kind
+            .parse::<BundleKind>()
+            .map_err(Status::invalid_argument)?;
+        Ok(Response::new(self.fetch_newest(kind).await?))
     }
 
     async fn set_fleet_mode(

@@ -1,10 +1,12 @@
 //! What the controller keeps across restarts, in sled: its gossip generation (bumped at every
-//! start, as agents do), the fleet-wide switch it last set, and each agent's audit anchor.
+//! start, as agents do), the fleet-wide switch it last set, the last version it signed of each
+//! bundle kind, and each agent's audit anchor.
 //! Everything else it knows comes back from gossip within seconds.
 
 use std::path::Path;
 
 use anyhow::Context;
+use lazaret_core::bundle::BundleKind;
 use lazaret_core::gossip::FleetModeValue;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -56,6 +58,15 @@ impl State {
         self.write(&self.meta, FLEET_MODE, mode)
     }
 
+    /// The last version the controller signed of `kind` (0: none).
+    pub fn last_signed(&self, kind: BundleKind) -> anyhow::Result<u64> {
+        Ok(read(&self.meta, &signed_key(kind))?.unwrap_or(0))
+    }
+
+    pub fn put_last_signed(&self, kind: BundleKind, version: u64) -> anyhow::Result<()> {
+        self.write(&self.meta, &signed_key(kind), &version)
+    }
+
     pub fn anchor(&self, node: &str) -> anyhow::Result<Option<Anchor>> {
         read(&self.anchors, node)
     }
@@ -72,6 +83,10 @@ impl State {
             .context("cannot flush the controller's store")?;
         Ok(())
     }
+}
+
+fn signed_key(kind: BundleKind) -> String {
+    format!("signed:{kind}")
 }
 
 fn read<T: DeserializeOwned>(tree: &sled::Tree, key: &str) -> anyhow::Result<Option<T>> {
@@ -111,5 +126,8 @@ mod tests {
         assert!(state.fleet_mode().unwrap().unwrap().audit_only);
         assert_eq!(state.anchor("node-1").unwrap().unwrap().sequence, 3);
         assert_eq!(state.anchor("node-2").unwrap(), None);
+        assert_eq!(state.last_signed(BundleKind::Policies).unwrap(), 0);
+        state.put_last_signed(BundleKind::Policies, 7).unwrap();
+        assert_eq!(state.last_signed(BundleKind::Policies).unwrap(), 7);
     }
 }

@@ -103,6 +103,10 @@ pub struct Bundle {
     pub items: Vec<BundleItem>,
     /// The [`KeyId`] of the key that signed it.
     pub signer: KeyId,
+    /// A canary bundle names the only nodes that may take it (sorted, unique); empty (and then
+    /// absent from the encoding, so older digests stand): every node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
 }
 
 impl Bundle {
@@ -129,9 +133,23 @@ impl Bundle {
             expires,
             items,
             signer,
+            nodes: Vec::new(),
         };
         bundle.check_shape()?;
         Ok(bundle)
+    }
+
+    /// This bundle for `nodes` only (a canary); an empty list means every node.
+    pub fn for_nodes(mut self, mut nodes: Vec<String>) -> Bundle {
+        nodes.sort();
+        nodes.dedup();
+        self.nodes = nodes;
+        self
+    }
+
+    /// Whether `node` may take this bundle.
+    pub fn is_for(&self, node: &str) -> bool {
+        self.nodes.is_empty() || self.nodes.iter().any(|name| name == node)
     }
 
     fn check_shape(&self) -> Result<(), BundleError> {
@@ -148,6 +166,11 @@ impl Bundle {
                     pair[0].name, pair[1].name
                 )
             }));
+        }
+        if self.nodes.windows(2).any(|pair| pair[0] >= pair[1]) {
+            return Err(BundleError::Malformed(
+                "nodes must be sorted and unique".into(),
+            ));
         }
         if self.expires <= self.created {
             return Err(BundleError::Malformed(format!(

@@ -163,8 +163,8 @@ impl TestFleet {
         Ok(index - 1)
     }
 
-    /// Starts the controller on loopback, gossiping through `seeds`, and waits until its API
-    /// answers.
+    /// Starts the controller on loopback, gossiping through `seeds` and signing with the fleet's
+    /// key, and waits until its API answers.
     pub fn add_controller(&mut self, seeds: &[String]) -> anyhow::Result<()> {
         let (api_port, _, gossip_port) = self.free_ports("127.0.0.1")?;
         let api = format!("127.0.0.1:{api_port}");
@@ -174,10 +174,11 @@ impl TestFleet {
         let config = format!(
             "name = \"controller\"\n[api]\nlisten = \"{api}\"\ntls_dir = \"{}\"\n\
              [gossip]\nlisten = \"127.0.0.1:{gossip_port}\"\nseeds = [{}]\ninterval = \"{GOSSIP_INTERVAL}\"\n\
-             [state]\ndir = \"{}\"\n",
+             [state]\ndir = \"{}\"\n[bundles]\nsigning_key = \"{}\"\n",
             self.pki_dir.display(),
             seeds.join(", "),
             dir.join("state").display(),
+            self.signing_key.display(),
         );
         let controller = ControllerProcess::start(&dir, &config, &api)?;
         self.controller = Some(controller);

@@ -227,3 +227,31 @@ fn kinds_parse_and_print() {
     }
     assert!("policy".parse::<BundleKind>().is_err());
 }
+
+#[test]
+fn a_canary_bundle_names_its_nodes_and_is_signed_with_them() {
+    let signer = key(1);
+    let everyone = bundle(4, &signer);
+    assert!(everyone.is_for("node-9"));
+    let canary =
+        bundle(4, &signer).for_nodes(vec!["node-2".into(), "node-1".into(), "node-2".into()]);
+    assert_eq!(canary.nodes, ["node-1", "node-2"]);
+    assert!(canary.is_for("node-1") && !canary.is_for("node-3"));
+    let signed = canary.sign(&signer).unwrap();
+    let parsed = SignedBundle::parse(&signed.to_file_bytes()).unwrap();
+    assert_eq!(parsed.unverified().nodes, ["node-1", "node-2"]);
+    assert_ne!(
+        parsed.stamp().digest,
+        everyone.sign(&signer).unwrap().stamp().digest,
+        "the scope is signed"
+    );
+    // Widening the scope after signing breaks the signature.
+    let mut text: serde_json::Value = serde_json::from_slice(&signed.to_file_bytes()).unwrap();
+    text["bundle"]["nodes"] = serde_json::json!(["node-1", "node-2", "node-3"]);
+    let widened = SignedBundle::parse(&serde_json::to_vec(&text).unwrap()).unwrap();
+    assert!(
+        TrustedKeys::new([signer.public()])
+            .verify(&widened)
+            .is_err()
+    );
+}

@@ -9,6 +9,7 @@
 //! compiled once per load. This module does no I/O: callers hand in the files' text.
 
 mod cel;
+pub mod diff;
 mod document;
 #[cfg(feature = "fs")]
 pub mod files;

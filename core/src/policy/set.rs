@@ -27,6 +27,15 @@ pub enum PolicyMode {
     Audit,
 }
 
+impl PolicyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PolicyMode::Enforce => "enforce",
+            PolicyMode::Audit => "audit",
+        }
+    }
+}
+
 /// What happens when a rule cannot be evaluated (an unknown field, an expression error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -50,7 +50,9 @@ impl AgentApi {
             .offer(bytes, &caller.actor(), true)
             .await
             .map_err(|error| match error {
-                OfferError::Older { .. } => Status::failed_precondition(error.to_string()),
+                OfferError::Older { .. } | OfferError::NotForThisNode { .. } => {
+                    Status::failed_precondition(error.to_string())
+                }
                 OfferError::Refused(_) | OfferError::Invalid { .. } => {
                     Status::invalid_argument(error.to_string())
                 }

@@ -5,7 +5,9 @@
 //! → newer than the highest accepted (anti-rollback, persisted) → content loads whole → stored →
 //! put in force (policies: the enforcement task swaps its set and re-judges every running
 //! container, exemptions respected) → acked over gossip. A refusal at any step changes nothing
-//! and is counted (`lazaret_bundles_refused_total{kind,reason}`).
+//! and is counted (`lazaret_bundles_refused_total{kind,reason}`). A canary bundle names the
+//! nodes that may take it; the others refuse it (`not-for-this-node`) until a bundle for every
+//! node (the promotion) arrives.
 //!
 //! **A policies bundle replaces the policy directory.** Once a signed bundle is in force, the
 //! agent enforces it and stops re-reading `policies.dirs`: the fleet's bundle is the authority,
@@ -77,6 +79,12 @@ pub enum OfferError {
         candidate: BundleStamp,
         current: BundleStamp,
     },
+    #[error("{kind} bundle {stamp} is a canary for {nodes}, not for this node")]
+    NotForThisNode {
+        kind: BundleKind,
+        stamp: BundleStamp,
+        nodes: String,
+    },
     #[error("{kind} bundle {stamp} does not load, nothing applied:\n{errors}")]
     Invalid {
         kind: BundleKind,
@@ -95,6 +103,7 @@ impl OfferError {
         match self {
             OfferError::Refused(error) => error.reason(),
             OfferError::Older { .. } => "older",
+            OfferError::NotForThisNode { .. } => "not-for-this-node",
             OfferError::Invalid { .. } => "invalid",
             OfferError::Store(_) | OfferError::Internal(_) => "internal",
         }
@@ -271,7 +280,13 @@ impl BundleBook {
                 if let Some(kind) = kind {
                     self.metrics.count_bundle_refused(kind, error.reason());
                 }
-                warn!(kind = kind_text, %from, %error, "bundle refused; nothing applied");
+                // Peers' canaries for other nodes arrive by design: not a warning.
+                match error {
+                    OfferError::NotForThisNode { .. } => {
+                        tracing::debug!(kind = kind_text, %from, %error, "bundle not taken")
+                    }
+                    _ => warn!(kind = kind_text, %from, %error, "bundle refused; nothing applied"),
+                }
                 if audit_refusal {
                     self.audit(from, kind_text, format!("refused: {error}"))
                         .await;
@@ -290,6 +305,13 @@ impl BundleBook {
         let signed = signed?;
         let bundle = self.trusted.verify(&signed)?.clone();
         let (kind, stamp) = (bundle.kind, signed.stamp());
+        if !bundle.is_for(&self.node) {
+            return Err(OfferError::NotForThisNode {
+                kind,
+                stamp,
+                nodes: bundle.nodes.join(", "),
+            });
+        }
         let conflict = match admit(self.floor(kind), stamp) {
             Admission::AlreadyHave => return Ok(Offered::AlreadyHave { kind, stamp }),
             Admission::Older { current } => {

@@ -127,3 +127,46 @@ async fn bad_content_untrusted_keys_and_garbage_change_nothing() {
             .is_ok()
     );
 }
+
+#[tokio::test]
+async fn a_canary_for_other_nodes_is_not_taken_and_the_promotion_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = BundleSigningKey::from_seed([9; 32]);
+    let (book, metrics) = book(dir.path(), &key);
+    let canary = |version: u64, nodes: &[&str]| {
+        Bundle::new(
+            BundleKind::Policies,
+            version,
+            1_700_000_000,
+            1_700_086_400,
+            vec![BundleItem {
+                name: "p.yaml".into(),
+                content: POLICY.into(),
+            }],
+            key.id(),
+        )
+        .unwrap()
+        .for_nodes(nodes.iter().map(ToString::to_string).collect())
+        .sign(&key)
+        .unwrap()
+        .to_file_bytes()
+    };
+    let refused = book
+        .offer(canary(6, &["node-2"]), "peer node-2", false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, OfferError::NotForThisNode { .. }),
+        "{refused}"
+    );
+    assert!(book.held(BundleKind::Policies).is_none(), "nothing applied");
+    assert!(metrics.encode().contains(
+        "lazaret_bundles_refused_total{kind=\"policies\",reason=\"not-for-this-node\"} 1"
+    ));
+    // Its own canary, then the promotion to every node.
+    book.offer(canary(6, &["node-1", "node-2"]), "admin", true)
+        .await
+        .unwrap();
+    book.offer(canary(7, &[]), "admin", true).await.unwrap();
+    assert_eq!(book.acks().borrow()[&BundleKind::Policies].version, 7);
+}

@@ -116,16 +116,73 @@ fn a_rollout_through_the_controller_reaches_every_agent_and_can_be_stopped_and_u
     let violating = owned(&containers, "ctl-node3", "node-3", "violate");
     let bystander = owned(&containers, "ctl-node2", "node-2", "fine");
 
-    // Rollout: through the controller to one agent, by gossip to all.
+    // A canary: signed by the controller for node-1 only, with its verdict there; the others
+    // refuse it until it is promoted.
+    let canary_dir = fleet.dir().join("canary");
+    std::fs::create_dir(&canary_dir).unwrap();
+    policy(&canary_dir, &containers, "canary");
+    let canaried = owned(&containers, "ctl-canary", "node-1", "canary");
+    let canary = fleet
+        .fleet_json(&[
+            "policy",
+            "apply",
+            canary_dir.to_str().unwrap(),
+            "--canary",
+            "node-1",
+        ])
+        .unwrap();
+    assert_eq!(
+        (canary["version"].as_u64(), canary["acked"].as_u64()),
+        (Some(1), Some(1)),
+        "{canary}"
+    );
+    let verdict = &canary["verdicts"][0];
+    assert_eq!(verdict["node"], "node-1", "{canary}");
+    assert!(
+        verdict["outcomes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|outcome| {
+                outcome["container"] == canaried && outcome["enforcing_policy"] == "fleet-canary"
+            }),
+        "the canary shows what the policy does on node-1: {canary}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let agents = agents_view(&fleet);
+    for node in &agents {
+        let version = node["bundles"]["policies"]["version"].as_u64();
+        let expected = (node["name"] == "node-1").then_some(1);
+        assert_eq!(version, expected, "only the canary node takes it: {node}");
+    }
+    let listed = fleet.fleet_json(&["policy", "list"]).unwrap();
+    assert_eq!(listed["canary"], serde_json::json!(["node-1"]), "{listed}");
+
+    // The rollout: the controller signs the next version for every node; gossip carries it.
     let policies = fleet.dir().join("policies");
     std::fs::create_dir(&policies).unwrap();
     policy(&policies, &containers, "violate");
-    let bundle = fleet.sign("v10.bundle", 10, &policies).unwrap();
-    let applied = fleet
-        .fleet_json(&["bundle", "apply", bundle.to_str().unwrap()])
+    let diff = fleet
+        .fleet_json(&["policy", "diff", policies.to_str().unwrap()])
         .unwrap();
-    assert_eq!(applied["outcome"], "applied", "{applied}");
-    wait_until("every agent acks v10", CONVERGE, || all_on(&fleet, 5, 10));
+    assert_eq!(
+        diff,
+        serde_json::json!([
+            {"kind": "Policy", "name": "fleet-canary", "change": "removed"},
+            {"kind": "Policy", "name": "fleet-violate", "change": "added"},
+        ])
+    );
+    let applied = fleet
+        .fleet_json(&["policy", "apply", policies.to_str().unwrap()])
+        .unwrap();
+    assert_eq!(
+        (applied["version"].as_u64(), applied["acked"].as_u64()),
+        (Some(2), Some(5)),
+        "{applied}"
+    );
+    wait_until("the controller sees every agent on v2", CONVERGE, || {
+        all_on(&fleet, 5, 2)
+    });
     wait_until("the violating container paused", DEADLINE, || {
         paused(&containers, &violating)
     });
