@@ -1,6 +1,6 @@
 //! Starting the controller: its store, gossip as `controller` (its certificate seals its values),
-//! the fleet-wide switch it last set published again, audit anchoring, and `FleetService` over
-//! mutual TLS (with `grpc.health.v1`).
+//! the fleet-wide switch it last set published again, audit anchoring, the blast-radius budget,
+//! `/metrics` when configured, and `FleetService` over mutual TLS (with `grpc.health.v1`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +29,7 @@ use crate::anchors::Anchoring;
 use crate::config::ControllerConfig;
 use crate::service::FleetApi;
 use crate::state::State;
+use crate::switch::BudgetWatch;
 
 /// A running controller.
 pub struct RunningController {
@@ -68,6 +69,12 @@ pub async fn start(
         "audit_rewrites",
         "Agents whose audit chain the controller saw rewritten",
         rewrites.clone(),
+    );
+    let tripped = Counter::default();
+    registry.register(
+        "blast_radius_tripped",
+        "Times the fleet's blast-radius budget flipped the fleet to audit-only",
+        tripped.clone(),
     );
     let settings = &config.gossip;
     let signer = NodeSigner::new(
@@ -125,6 +132,30 @@ pub async fn start(
         interval: settings.interval.max(Duration::from_secs(1)),
     };
     tasks.spawn(anchoring.run(shutdown.clone()));
+    let budget = BudgetWatch {
+        gossip: gossip.clone(),
+        state: state.clone(),
+        budget: config.budget,
+        name: config.name.clone(),
+        tripped,
+        interval: settings.interval.max(Duration::from_millis(500)),
+    };
+    tasks.spawn(budget.run(shutdown.clone()));
+    if let Some(listen) = config.metrics {
+        let registry = Arc::new(registry);
+        let encode = move || {
+            let mut text = String::new();
+            prometheus_client::encoding::text::encode(&mut text, &registry)
+                .expect("encoding metrics into a string");
+            text
+        };
+        let (bound, task) =
+            lazaret_fleet::metrics_endpoint::serve(encode, listen, shutdown.clone()).await?;
+        info!(address = %bound, "metrics endpoint listening");
+        tasks.spawn(async move {
+            let _served = task.await;
+        });
+    }
     let me = Caller {
         name: config.name.clone(),
         role: Role::Controller,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use lazaret_core::bundle::BundleSigningKey;
+use lazaret_core::quarantine::budget::FleetBudget;
 use lazaret_fleet::gossip::GossipSettings;
 use lazaret_fleet::settings::{RawGossip, SettingError};
 use serde::Deserialize;
@@ -23,6 +24,37 @@ pub struct RawConfig {
     pub state: RawState,
     #[serde(default)]
     pub bundles: RawBundles,
+    #[serde(default)]
+    pub safety: RawSafety,
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    /// `host:port` of `GET /metrics` (Prometheus); empty: not served.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSafety {
+    /// The fleet's blast-radius budget: more automated quarantines (policies, indicators,
+    /// detections; never operators') than this within `blast_window`, counted across every
+    /// agent, flips the whole fleet to audit-only until an operator sets it back. 0: off.
+    pub blast_radius: usize,
+    #[serde(with = "humantime_serde")]
+    pub blast_window: Duration,
+}
+
+impl Default for RawSafety {
+    fn default() -> Self {
+        RawSafety {
+            blast_radius: 50,
+            blast_window: Duration::from_secs(300),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,6 +109,9 @@ pub struct ControllerConfig {
     /// The key it signs with, when it signs.
     pub signing_key: Option<BundleSigningKey>,
     pub validity: Duration,
+    pub budget: FleetBudget,
+    /// Where `/metrics` is served, when it is.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl RawConfig {
@@ -120,7 +155,17 @@ impl RawConfig {
                 "must be at least a minute (30d is the default)",
             ));
         }
+        let metrics = match self.metrics.listen.trim() {
+            "" => None,
+            text => Some(text.parse().map_err(|error| {
+                SettingError::new(
+                    "metrics.listen",
+                    format!("{text:?} is not host:port ({error})"),
+                )
+            })?),
+        };
         Ok(ControllerConfig {
+            metrics,
             name: self.name,
             listen,
             tls_dir: self.api.tls_dir,
@@ -128,6 +173,10 @@ impl RawConfig {
             state_dir: self.state.dir,
             signing_key,
             validity: self.bundles.validity,
+            budget: FleetBudget {
+                max: self.safety.blast_radius,
+                window: self.safety.blast_window,
+            },
         })
     }
 }

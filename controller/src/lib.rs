@@ -2,7 +2,7 @@
 //! view from it ([`state`] persists what must survive a restart), serves `FleetService` over
 //! mutual TLS with the agents' roles ([`service`]), forwards what operators do on containers to
 //! the agents that own them with the operator's identity ([`agents`]), publishes the fleet-wide
-//! switch, and anchors every agent's audit chain ([`anchors`]). It links `lazaret-fleet`, never
+//! switch and keeps the fleet's blast-radius budget ([`switch`]), and anchors every agent's audit chain ([`anchors`]). It links `lazaret-fleet`, never
 //! the agent.
 #![forbid(unsafe_code)]
 
@@ -12,3 +12,4 @@ pub mod app;
 pub mod config;
 pub mod service;
 pub mod state;
+pub mod switch;

@@ -9,14 +9,13 @@ pub mod targets;
 use std::sync::Arc;
 
 use lazaret_core::bundle::BundleKind;
-use lazaret_core::gossip::{FleetModeValue, GossipKey};
+use lazaret_core::gossip::FleetModeValue;
 use lazaret_core::roles::{Operation, Role};
 use lazaret_fleet::caller::Caller;
 use lazaret_fleet::gossip::{Gossip, PeerView};
 use lazaret_proto::v1::fleet_service_server::FleetService;
 use lazaret_proto::v1::{self, NodeContainer, NodeOutcome, Unreachable};
 use tonic::{Code, Request, Response, Status};
-use tracing::{info, warn};
 
 use crate::agents::{Agent, Agents};
 use crate::state::State;
@@ -407,12 +406,9 @@ impl FleetService for FleetApi {
             },
             reason,
         };
-        self.state.put_fleet_mode(&mode).map_err(internal)?;
-        if let Err(error) = self.gossip.publish(&GossipKey::FleetMode, &mode).await {
-            warn!(%error, "the fleet-wide switch is stored but not gossiped");
-            return Err(Status::internal(format!("not gossiped: {error}")));
-        }
-        info!(audit_only, actor = mode.actor, "fleet-wide switch set");
+        crate::switch::publish(&self.state, &self.gossip, &mode)
+            .await
+            .map_err(internal)?;
         Ok(Response::new(v1::SetFleetModeResponse {
             mode: asked.mode,
             since_unix_ms: mode.since_unix_ms,

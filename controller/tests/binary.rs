@@ -1,6 +1,6 @@
 //! `lazaret-controller` as a process: a configuration that does not validate exits 64 naming the
-//! field; a good one starts (TLS from a fleet PKI, gossip on loopback) and stops cleanly on
-//! SIGTERM.
+//! field; a good one starts (TLS from a fleet PKI, gossip on loopback), serves `/metrics`, and
+//! stops cleanly on SIGTERM.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,12 +39,17 @@ fn it_starts_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let pki = dir.path().join("pki");
     lazaretctl::pki::init(&pki, 1).unwrap();
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let config = dir.path().join("controller.toml");
     std::fs::write(
         &config,
         format!(
             "[api]\nlisten = \"127.0.0.1:0\"\ntls_dir = {:?}\n[gossip]\nlisten = \"127.0.0.1:{}\"\n\
-             [state]\ndir = {:?}\n",
+             [state]\ndir = {:?}\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n",
             pki.display().to_string(),
             free_port(),
             dir.path().join("state").display().to_string()
@@ -72,6 +77,14 @@ fn it_starts_and_stops_on_sigterm() {
         assert!(Instant::now() < deadline, "never started");
         std::thread::sleep(Duration::from_millis(100));
     }
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", metrics)).unwrap();
+    std::io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut scraped = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut scraped).unwrap();
+    assert!(
+        scraped.contains("lazaret_controller_audit_rewrites_total 0"),
+        "{scraped}"
+    );
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

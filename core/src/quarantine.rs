@@ -26,6 +26,7 @@
 //! audit record, and passes the time in.
 
 mod action;
+pub mod budget;
 mod exemption;
 mod source;
 #[cfg(test)]

@@ -28,6 +28,7 @@ use lazaret_core::gossip::{
     self, AuditHeadValue, FleetModeValue, GossipKey, ModeValue, NodeValue, Slot, StatsValue,
     ValueTooLarge,
 };
+use lazaret_core::quarantine::QuarantineRecord;
 use lazaret_core::roles::Role;
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -124,6 +125,8 @@ pub struct PeerView {
     pub fleet_mode: Option<FleetModeValue>,
     /// Containers it has in quarantine (`q:*` keys).
     pub quarantines: usize,
+    /// Those quarantines' summaries (reasons cut short), as it gossips them.
+    pub quarantine_summaries: Vec<QuarantineRecord>,
 }
 
 /// A bundle a live, verified peer holds (its ack) or offers (a manifest).
@@ -447,6 +450,7 @@ impl Gossip {
             audit_head: None,
             fleet_mode: None,
             quarantines: 0,
+            quarantine_summaries: Vec::new(),
         };
         let peer = match self.certificate(id, state) {
             Ok(peer) => peer,
@@ -478,10 +482,10 @@ impl Gossip {
                 GossipKey::Manifest(kind) => parse(&payload).map(|stamp| {
                     view.manifests.insert(*kind, stamp);
                 }),
-                GossipKey::Quarantine(_) => {
+                GossipKey::Quarantine(_) => parse(&payload).map(|record| {
                     view.quarantines += 1;
-                    Some(())
-                }
+                    view.quarantine_summaries.push(record);
+                }),
                 GossipKey::FleetMode if peer.role != Role::Controller => {
                     self.count_once(id, name, version, "not-controller");
                     continue;

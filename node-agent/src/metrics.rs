@@ -9,9 +9,6 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use anyhow::Context;
-use axum::Router;
-use axum::routing::get;
 use lazaret_core::ContainerState;
 use lazaret_core::posture::{self, CheckResult};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -21,7 +18,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -310,36 +306,7 @@ pub async fn serve(
     listen: SocketAddr,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("failed to bind the metrics endpoint on {listen}"))?;
-    let bound = listener
-        .local_addr()
-        .context("failed to read the metrics address")?;
-    let app = Router::new().route(
-        "/metrics",
-        get(move || {
-            let metrics = metrics.clone();
-            async move {
-                (
-                    [(
-                        "content-type",
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    metrics.encode(),
-                )
-            }
-        }),
-    );
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "metrics endpoint failed");
-        }
-    });
-    Ok((bound, task))
+    lazaret_fleet::metrics_endpoint::serve(move || metrics.encode(), listen, shutdown).await
 }
 
 #[cfg(test)]

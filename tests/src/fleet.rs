@@ -166,6 +166,11 @@ impl TestFleet {
     /// Starts the controller on loopback, gossiping through `seeds` and signing with the fleet's
     /// key, and waits until its API answers.
     pub fn add_controller(&mut self, seeds: &[String]) -> anyhow::Result<()> {
+        self.add_controller_with(seeds, "")
+    }
+
+    /// [`Self::add_controller`] with `extra` TOML sections appended to its configuration.
+    pub fn add_controller_with(&mut self, seeds: &[String], extra: &str) -> anyhow::Result<()> {
         let (api_port, _, gossip_port) = self.free_ports("127.0.0.1")?;
         let api = format!("127.0.0.1:{api_port}");
         let seeds: Vec<String> = seeds.iter().map(|seed| format!("{seed:?}")).collect();
@@ -174,7 +179,7 @@ impl TestFleet {
         let config = format!(
             "name = \"controller\"\n[api]\nlisten = \"{api}\"\ntls_dir = \"{}\"\n\
              [gossip]\nlisten = \"127.0.0.1:{gossip_port}\"\nseeds = [{}]\ninterval = \"{GOSSIP_INTERVAL}\"\n\
-             [state]\ndir = \"{}\"\n[bundles]\nsigning_key = \"{}\"\n",
+             [state]\ndir = \"{}\"\n[bundles]\nsigning_key = \"{}\"\n{extra}",
             self.pki_dir.display(),
             seeds.join(", "),
             dir.join("state").display(),

@@ -91,6 +91,11 @@ fn all_on(fleet: &TestFleet, count: usize, version: u64) -> bool {
 
 /// A fleet of `count` agents on loopback and a controller seeded with node-1.
 fn fleet_with_controller(count: usize) -> TestFleet {
+    fleet_with_controller_config(count, "")
+}
+
+/// [`fleet_with_controller`], with `extra` TOML in the controller's configuration.
+fn fleet_with_controller_config(count: usize, extra: &str) -> TestFleet {
     let mut fleet = TestFleet::new().unwrap();
     fleet.add_agent(Placement::loopback(), &[]).unwrap();
     let seed = fleet.agents[0].gossip.clone();
@@ -99,7 +104,9 @@ fn fleet_with_controller(count: usize) -> TestFleet {
             .add_agent(Placement::loopback(), std::slice::from_ref(&seed))
             .unwrap();
     }
-    fleet.add_controller(std::slice::from_ref(&seed)).unwrap();
+    fleet
+        .add_controller_with(std::slice::from_ref(&seed), extra)
+        .unwrap();
     wait_until("the controller sees every agent", CONVERGE, || {
         let agents = agents_view(&fleet);
         agents.len() == count && agents.iter().all(|node| node["status"] == "live")
@@ -265,11 +272,13 @@ fn a_rollout_through_the_controller_reaches_every_agent_and_can_be_stopped_and_u
     fleet
         .fleet_json(&["fleet", "mode", "enforce", "--reason", "all clear"])
         .unwrap();
+    // Other tests' fleets share the engine and node names: select this run's containers only.
+    let selector = format!("lazaret.fleet=fine,lazaret.test={}", containers.run_id());
     let selected = fleet
         .fleet_json(&[
             "quarantine",
             "--selector",
-            "lazaret.fleet=fine",
+            &selector,
             "--reason",
             "incident 42",
         ])
@@ -362,5 +371,70 @@ fn agents_keep_enforcing_without_the_controller_which_catches_up_and_flags_a_rew
     assert!(
         log.contains("ALERT: an agent's audit chain was rewritten"),
         "{log}"
+    );
+}
+
+#[test]
+fn automated_quarantines_past_the_fleet_budget_flip_every_agent_to_audit_only() {
+    init_tracing();
+    ensure_busybox_image(None).unwrap();
+    let containers = TestContainers::new(None);
+    let fleet =
+        fleet_with_controller_config(3, "[safety]\nblast_radius = 1\nblast_window = \"5m\"\n");
+    let first = owned(&containers, "budget-1", "node-1", "violate");
+    let second = owned(&containers, "budget-2", "node-2", "violate");
+    let policies = fleet.dir().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    policy(&policies, &containers, "violate");
+    fleet
+        .fleet_json(&["policy", "apply", policies.to_str().unwrap()])
+        .unwrap();
+    // Two automated quarantines on two nodes: over a budget of one.
+    wait_until("both quarantined", DEADLINE, || {
+        paused(&containers, &first) && paused(&containers, &second)
+    });
+    wait_until("every agent audit-only", DEADLINE, || {
+        let nodes = fleet.fleet_json(&["nodes"]).unwrap();
+        nodes["fleet_mode"] == "audit-only"
+            && agents_view(&fleet)
+                .iter()
+                .all(|node| node["audit_only"] == true)
+    });
+    let log = fleet.controller.as_ref().unwrap().log();
+    assert!(log.contains("ALERT: the fleet goes audit-only"), "{log}");
+    // A third violation is only recorded now.
+    let third = owned(&containers, "budget-3", "node-3", "violate");
+    wait_until("node-3 records what it would have done", DEADLINE, || {
+        fleet
+            .json(2, &["audit"])
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|record| {
+                record["target"] == third
+                    && record["outcome"]
+                        .as_str()
+                        .is_some_and(|outcome| outcome.starts_with("would-have"))
+            })
+    });
+    assert!(!paused(&containers, &third));
+    // An operator reviews it: undoes the rollout and switches back; nothing trips again.
+    fleet
+        .fleet_json(&[
+            "release",
+            "--policy",
+            "fleet-violate",
+            "--reason",
+            "reviewed",
+        ])
+        .unwrap();
+    fleet
+        .fleet_json(&["fleet", "mode", "enforce", "--reason", "reviewed"])
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        fleet.fleet_json(&["nodes"]).unwrap()["fleet_mode"],
+        "enforce"
     );
 }

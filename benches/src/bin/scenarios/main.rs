@@ -5,7 +5,8 @@
 //! side by side with the raw create call (here); (2) a start event → enforced by the fast path
 //! beside the raw pause, and (3) the network cut and restore ([`enforce`]); (4) the CLI
 //! quarantine round trip ([`cli`]); (5) the agent process's RSS and idle CPU ([`footprint`]);
-//! (6) fleet convergence over gossip, a 10k-indicator bundle, idle gossip bandwidth ([`fleet`]).
+//! (6) fleet convergence over gossip, a 10k-indicator bundle, idle gossip bandwidth ([`fleet`]);
+//! (7) quarantine through the controller and the fleet-wide switch ([`controller`]).
 //! Every container it makes carries the test label and is removed at the end.
 
 use std::collections::HashMap;
@@ -39,7 +40,8 @@ struct Args {
     /// the agent's own overhead without the cut).
     #[arg(long, default_value = "network-cut, pause")]
     enforce_actions: String,
-    /// Run only these scenarios (comma-separated: create, enforce, cut, cli, footprint, fleet);
+    /// Run only these scenarios (comma-separated: create, enforce, cut, cli, footprint, fleet,
+    /// controller);
     /// all if unset.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -89,6 +91,7 @@ struct Args {
 }
 
 mod cli;
+mod controller;
 mod enforce;
 mod fleet;
 mod footprint;
@@ -150,6 +153,9 @@ async fn run_all(
     }
     if runs("cli") {
         measurements.extend(cli::cli_round_trip(args, docker, run_label).await?);
+    }
+    if runs("controller") {
+        measurements.extend(controller::controller(args, docker, run_label).await?);
     }
     if runs("footprint") {
         measurements.extend(footprint::agent_process_footprint(args, docker, run_label).await?);
