@@ -157,6 +157,12 @@ pub async fn container(target: &Target, output: Output, name: &str) -> Result<()
         }))
         .await?
         .into_inner();
+    print_container(output, detail);
+    Ok(())
+}
+
+/// What `container` prints: the container, its quarantine and its history.
+pub(crate) fn print_container(output: Output, detail: v1::ContainerDetail) {
     let view = detail.view.unwrap_or_default();
     match output {
         Output::Json => {
@@ -190,7 +196,6 @@ pub async fn container(target: &Target, output: Output, name: &str) -> Result<()
             }
         }
     }
-    Ok(())
 }
 
 fn print_record(output: Output, record: Option<v1::QuarantineRecord>) {
@@ -300,7 +305,7 @@ fn print_audit_table(records: &[v1::AuditEvent]) {
     println!("{rows}");
 }
 
-fn print_event_line(output: Output, record: &v1::AuditEvent) {
+pub(crate) fn print_event_line(output: Output, record: &v1::AuditEvent) {
     match output {
         Output::Json => println!(
             "{}",

@@ -90,11 +90,9 @@ pub async fn connect(target: &Target) -> Result<AgentServiceClient<Channel>, Fai
     Ok(AgentServiceClient::new(channel).max_encoding_message_size(MAX_MESSAGE_BYTES))
 }
 
-/// A client of the controller at `address`, connected.
-pub async fn connect_controller(
-    target: &Target,
-    address: &str,
-) -> Result<FleetServiceClient<Channel>, Failure> {
+/// A client of `target`'s controller, connected.
+pub async fn connect_controller(target: &Target) -> Result<FleetServiceClient<Channel>, Failure> {
+    let address = target.controller.as_deref().unwrap_or_default();
     let channel = channel(target, address, "controller", "--controller").await?;
     Ok(FleetServiceClient::new(channel).max_encoding_message_size(MAX_MESSAGE_BYTES))
 }

@@ -217,7 +217,7 @@ async fn wait_ready(agent: &mut DevAgent, pki_dir: &Path) -> anyhow::Result<()> 
 /// Whether the agent (or controller) at `target` answers an authenticated call.
 async fn answers(target: &Target, is_controller: bool) -> bool {
     match &target.controller {
-        Some(address) if is_controller => match client::connect_controller(target, address).await {
+        Some(_) if is_controller => match client::connect_controller(target).await {
             Ok(mut connected) => connected
                 .list_nodes(client::request(lazaret_proto::v1::ListNodesRequest {}))
                 .await

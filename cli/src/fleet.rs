@@ -18,12 +18,7 @@ use crate::agent::{
 };
 use crate::client::{Failure, Target, connect_controller, request};
 
-/// Where the controller is: `target.controller`, which the caller has checked is set.
-fn address(target: &Target) -> &str {
-    target.controller.as_deref().unwrap_or_default()
-}
-
-fn warn_unreachable(unreachable: &[v1::Unreachable]) {
+pub(crate) fn warn_unreachable(unreachable: &[v1::Unreachable]) {
     for agent in unreachable {
         eprintln!("warning: {} did not answer: {}", agent.node, agent.error);
     }
@@ -131,7 +126,7 @@ pub fn render_nodes(output: Output, nodes: &v1::ListNodesResponse) -> String {
 }
 
 pub async fn nodes(target: &Target, output: Output) -> Result<(), Failure> {
-    let mut client = connect_controller(target, address(target)).await?;
+    let mut client = connect_controller(target).await?;
     let nodes = client
         .list_nodes(request(v1::ListNodesRequest {}))
         .await?
@@ -175,7 +170,7 @@ pub async fn containers(
     output: Output,
     filter: v1::ContainerFilter,
 ) -> Result<(), Failure> {
-    let mut client = connect_controller(target, address(target)).await?;
+    let mut client = connect_controller(target).await?;
     let listed = client
         .list_containers(request(v1::FleetListContainersRequest {
             filter: Some(filter),
@@ -193,7 +188,7 @@ pub async fn quarantines(
     node: String,
     all: bool,
 ) -> Result<(), Failure> {
-    let mut client = connect_controller(target, address(target)).await?;
+    let mut client = connect_controller(target).await?;
     let listed = client
         .list_quarantines(request(v1::FleetListQuarantinesRequest { node, all }))
         .await?
@@ -304,7 +299,7 @@ pub async fn quarantine(
     selection: Selection,
     args: crate::agent::QuarantineArgs,
 ) -> Result<(), Failure> {
-    let mut client = connect_controller(target, address(target)).await?;
+    let mut client = connect_controller(target).await?;
     let response = client
         .quarantine(request(v1::FleetQuarantineRequest {
             target: Some(selection.message()),
@@ -325,7 +320,7 @@ pub async fn release(
     reason: String,
     exempt_for: Option<Duration>,
 ) -> Result<(), Failure> {
-    let mut client = connect_controller(target, address(target)).await?;
+    let mut client = connect_controller(target).await?;
     let response = client
         .release(request(v1::FleetReleaseRequest {
             target: Some(selection.message()),
@@ -345,7 +340,7 @@ pub async fn set_mode(
     reason: String,
     wait: Duration,
 ) -> Result<(), Failure> {
-    let mut client = connect_controller(target, address(target)).await?;
+    let mut client = connect_controller(target).await?;
     let set = client
         .set_fleet_mode(request(v1::SetFleetModeRequest {
             mode: mode.clone(),
@@ -402,7 +397,7 @@ pub async fn set_mode(
 }
 
 pub async fn apply_bundle(target: &Target, output: Output, bundle: Vec<u8>) -> Result<(), Failure> {
-    let mut client = connect_controller(target, address(target)).await?;
+    let mut client = connect_controller(target).await?;
     let response = client
         .apply_bundle(request(v1::ApplyBundleRequest { bundle }))
         .await?

@@ -8,341 +8,28 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod args;
 mod bundle;
 mod client;
 mod dev;
 mod fleet;
+mod fleet_audit;
 mod policy;
 mod rollout;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches};
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use lazaret_core::bundle::BundleKind;
 use lazaret_core::posture;
-use lazaret_core::roles::Role;
 use lazaretctl::pki;
 
+pub(crate) use crate::args::Output;
+use crate::args::{
+    Cli, Command, DevCommand, FleetCommand, IndicatorsCommand, PkiCommand, PolicyCommand,
+};
 use crate::client::{Failure, Target};
-
-/// Lazaret's command-line tool for operators.
-///
-/// With a controller (--controller or LAZARET_CONTROLLER) the commands that can act fleet-wide
-/// go through it: nodes, containers, quarantines, quarantine, release, bundle apply|status, fleet.
-/// Give --agent on the command line to talk to one agent instead (e.g. while the controller is
-/// down).
-///
-/// Exit codes: 0 done; 1 refused or failed (the message says why); 2 a malformed command line;
-/// 3 the agent could not be reached, or the TLS handshake failed.
-#[derive(Debug, Parser)]
-#[command(name = "lazaretctl", version)]
-struct Cli {
-    /// Output format.
-    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table, global = true)]
-    output: Output,
-    /// The agent to talk to, host:port (given on the command line, it wins over --controller).
-    #[arg(
-        long,
-        env = "LAZARET_AGENT",
-        hide_env_values = true,
-        global = true,
-        default_value = "127.0.0.1:7443"
-    )]
-    agent: String,
-    /// The controller to talk to, host:port; fleet-wide commands go through it.
-    #[arg(
-        long,
-        env = "LAZARET_CONTROLLER",
-        hide_env_values = true,
-        global = true
-    )]
-    controller: Option<String>,
-    /// The PKI directory: ca.pem and your certificate (made by `lazaretctl pki init`; the
-    /// default is the dev PKI of `lazaretctl dev up`).
-    #[arg(
-        long,
-        env = "LAZARET_TLS_DIR",
-        hide_env_values = true,
-        global = true,
-        default_value = ".lazaret/dev/pki"
-    )]
-    tls_dir: PathBuf,
-    /// Whose certificate in --tls-dir to present (NAME.pem, NAME-key.pem); its role decides
-    /// what you may do.
-    #[arg(
-        long = "as",
-        env = "LAZARET_AS",
-        hide_env_values = true,
-        global = true,
-        default_value = "admin"
-    )]
-    identity: String,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub(crate) enum Output {
-    Table,
-    Json,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Every node the controller knows: live or dead, bundle versions, mode, containers,
-    /// quarantines, audit chain (controller only).
-    Nodes,
-    /// List containers with their state, failed checks and quarantine (fleet-wide through the
-    /// controller, with the filters below; or one agent's).
-    Containers {
-        /// Only containers with a quarantine in force.
-        #[arg(long)]
-        quarantined: bool,
-        /// Only containers that fail at least one check.
-        #[arg(long)]
-        findings: bool,
-        /// Only containers failing this CIS check id, e.g. 5.4 (controller).
-        #[arg(long, value_name = "CHECK")]
-        finding: Option<String>,
-        /// Only containers with these labels, e.g. app=web,tier=front (controller).
-        #[arg(long, value_name = "KEY=VALUE,…")]
-        selector: Option<String>,
-        /// Only this node's containers (controller).
-        #[arg(long)]
-        node: Option<String>,
-    },
-    /// Show one container (by id, unique id prefix, or name) with its quarantine and history.
-    Container {
-        #[arg(value_name = "ID|NAME")]
-        target: String,
-    },
-    /// Quarantine a container: cut its network and pause it (by default), recorded with your
-    /// name and reason. Through the controller: on whichever node owns it, or every container a
-    /// --selector matches.
-    Quarantine {
-        #[arg(value_name = "ID|NAME", required_unless_present = "selector")]
-        target: Option<String>,
-        /// Every container with these labels, e.g. app=web (controller).
-        #[arg(long, value_name = "KEY=VALUE,…", conflicts_with = "target")]
-        selector: Option<String>,
-        /// Only on this node (controller).
-        #[arg(long)]
-        node: Option<String>,
-        /// What to do, in order: network-cut, pause, stop, kill, alert (comma-separated).
-        #[arg(
-            long = "action",
-            value_delimiter = ',',
-            default_value = "network-cut,pause"
-        )]
-        actions: Vec<String>,
-        /// Why (required; goes into the audit trail).
-        #[arg(long)]
-        reason: String,
-        /// Release automatically after this long, e.g. 30m, 1h.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        ttl: Option<Duration>,
-        /// Quarantine a protected container too (admin role only).
-        #[arg(long)]
-        force: bool,
-    },
-    /// Release a quarantine: restore the network, resume; the policy that caused it leaves the
-    /// container alone for --exempt-for. Through the controller: also every quarantine a
-    /// --selector matches, or that --policy NAME caused (undoing a bad rollout in one command).
-    Release {
-        #[arg(value_name = "ID|NAME", required_unless_present_any = ["selector", "policy"])]
-        target: Option<String>,
-        /// Every quarantined container with these labels (controller).
-        #[arg(long, value_name = "KEY=VALUE,…", conflicts_with_all = ["target", "policy"])]
-        selector: Option<String>,
-        /// Every quarantine in force that this policy caused (controller).
-        #[arg(long, value_name = "NAME", conflicts_with = "target")]
-        policy: Option<String>,
-        /// Only on this node (controller).
-        #[arg(long)]
-        node: Option<String>,
-        /// Why (required; goes into the audit trail).
-        #[arg(long)]
-        reason: String,
-        /// How long the container is exempt from the policy that quarantined it (default 1h).
-        #[arg(long, value_parser = humantime::parse_duration)]
-        exempt_for: Option<Duration>,
-    },
-    /// List the quarantines in force (fleet-wide through the controller).
-    Quarantines {
-        /// Also released and gone ones.
-        #[arg(long)]
-        all: bool,
-        /// Only this node's (controller).
-        #[arg(long)]
-        node: Option<String>,
-    },
-    /// Print the agent's security events (its audit trail); --follow keeps printing new ones.
-    Events {
-        #[arg(long, short = 'f')]
-        follow: bool,
-        /// Start at this sequence number (resume with the last one seen + 1).
-        #[arg(long, default_value_t = 1)]
-        from: u64,
-    },
-    /// Print the audit trail, or check its hash chain with --verify.
-    Audit {
-        #[arg(long)]
-        verify: bool,
-        #[arg(long, default_value_t = 1)]
-        from: u64,
-        #[arg(long, default_value_t = 1000)]
-        limit: u32,
-    },
-    /// Switch the agent between enforcing and audit-only (admin role).
-    Mode {
-        #[arg(value_parser = ["enforce", "audit-only"])]
-        mode: String,
-        /// Why (required; goes into the audit trail).
-        #[arg(long)]
-        reason: String,
-    },
-    /// List the CIS Docker Benchmark checks Lazaret runs on every container (id, severity,
-    /// title). Explained in docs/posture.md.
-    Checks,
-    /// Work with policy files (see docs/policies.md).
-    #[command(subcommand)]
-    Policy(PolicyCommand),
-    /// Make and extend the fleet's PKI (CA and certificates with roles).
-    #[command(subcommand)]
-    Pki(PkiCommand),
-    /// Signed policy and indicator bundles: make a key, sign, verify, apply to an agent, and
-    /// see the fleet converge (docs/bundles.md).
-    #[command(subcommand)]
-    Bundle(bundle::BundleCommand),
-    /// Threat indicators (docs/bundles.md), through the controller.
-    #[command(subcommand)]
-    Indicators(IndicatorsCommand),
-    /// Fleet-wide switches, through the controller.
-    #[command(subcommand)]
-    Fleet(FleetCommand),
-    /// A local fleet for trying Lazaret: agents against this machine's engine, with a dev PKI.
-    #[command(subcommand)]
-    Dev(DevCommand),
-    /// Print a shell completion script, e.g. `lazaretctl completions bash > /etc/bash_completion.d/lazaretctl`.
-    Completions { shell: clap_complete::Shell },
-}
-
-#[derive(Debug, Subcommand)]
-enum PolicyCommand {
-    /// Check policy files and directories as one set, exactly as an agent would load them.
-    /// Exit 0 and list the policies, or exit 1 and print every problem as FILE:LINE:COLUMN.
-    Validate {
-        /// Policy files (.yaml/.yml) or directories holding them.
-        #[arg(required = true, value_name = "FILE|DIR")]
-        paths: Vec<PathBuf>,
-    },
-    /// Ask the agent what these policies would do to its containers, without acting.
-    Test {
-        #[arg(required = true, value_name = "FILE|DIR")]
-        paths: Vec<PathBuf>,
-    },
-    /// Roll policy files out through the controller: validated whole, signed by the controller
-    /// as the next version, enforced by every agent (progress until all ack). With --canary, only
-    /// those nodes take it and you see what it does there; promote by running the same command
-    /// without --canary (admin role).
-    Apply {
-        #[arg(required = true, value_name = "FILE|DIR")]
-        paths: Vec<PathBuf>,
-        /// Nodes that take it first (comma-separated).
-        #[arg(long, value_delimiter = ',', value_name = "NODE,…")]
-        canary: Vec<String>,
-        /// How long to wait for every target agent to ack.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
-        wait: Duration,
-    },
-    /// The policies the fleet enforces (its newest policies bundle), through the controller.
-    List,
-    /// What applying these files would change against the fleet's policies: each policy added
-    /// (+), removed (-) or changed (~), compared by value (formatting does not count).
-    Diff {
-        #[arg(required = true, value_name = "FILE|DIR")]
-        paths: Vec<PathBuf>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum IndicatorsCommand {
-    /// Roll indicator files out through the controller, like `policy apply` (admin role).
-    Apply {
-        #[arg(required = true, value_name = "FILE|DIR")]
-        paths: Vec<PathBuf>,
-        /// Nodes that take it first (comma-separated).
-        #[arg(long, value_delimiter = ',', value_name = "NODE,…")]
-        canary: Vec<String>,
-        /// How long to wait for every target agent to ack.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
-        wait: Duration,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum FleetCommand {
-    /// Switch every agent between enforcing and audit-only (admin role). The switch travels by
-    /// gossip, reaches every agent within seconds, and stays in force on the agents when the
-    /// controller is gone; this waits (up to --wait) until every live agent reports it.
-    Mode {
-        #[arg(value_parser = ["enforce", "audit-only"])]
-        mode: String,
-        /// Why (required; goes into every agent's audit trail).
-        #[arg(long)]
-        reason: String,
-        /// How long to wait for every live agent to report the mode.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
-        wait: Duration,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum DevCommand {
-    /// Start N agents (node-1…) with a dev PKI in DIR, write DIR/env, and stop them on Ctrl-C.
-    Up {
-        #[arg(long, default_value_t = 1)]
-        agents: usize,
-        #[arg(long, default_value = ".lazaret/dev")]
-        dir: PathBuf,
-        /// Policies every agent enforces (repeatable); none: operators quarantine by hand.
-        #[arg(long, value_name = "DIR|FILE")]
-        policy_dir: Vec<PathBuf>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum PkiCommand {
-    /// Make a CA and certificates for a controller, N nodes (node-1…) and an admin in DIR.
-    Init {
-        #[arg(long, value_name = "DIR")]
-        dir: PathBuf,
-        #[arg(long, default_value_t = 1)]
-        nodes: usize,
-    },
-    /// Issue one more certificate, signed by the CA in DIR.
-    Issue {
-        #[arg(
-            long,
-            value_name = "DIR",
-            env = "LAZARET_TLS_DIR",
-            hide_env_values = true
-        )]
-        dir: PathBuf,
-        /// viewer, operator, admin, controller, node or detector.
-        #[arg(long)]
-        role: Role,
-        /// The certificate's name (file name and CN; the actor recorded for what it does).
-        #[arg(long)]
-        name: String,
-        /// More names or addresses a node or controller serves on (repeatable).
-        #[arg(long)]
-        san: Vec<String>,
-    },
-}
 
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
@@ -455,6 +142,7 @@ fn main() -> ExitCode {
             findings,
             finding,
             selector,
+            severity,
             node,
         } if fleet => {
             let filter = lazaret_proto::v1::ContainerFilter {
@@ -464,6 +152,7 @@ fn main() -> ExitCode {
                 finding: finding
                     .or(findings.then(|| "*".to_string()))
                     .unwrap_or_default(),
+                severity: severity.unwrap_or_default(),
             };
             online(Box::pin(async move {
                 fleet::containers(&target, output, filter).await
@@ -475,13 +164,19 @@ fn main() -> ExitCode {
         | Command::Containers {
             selector: Some(_), ..
         }
-        | Command::Containers { node: Some(_), .. } => needs_controller(),
+        | Command::Containers { node: Some(_), .. }
+        | Command::Containers {
+            severity: Some(_), ..
+        } => needs_controller(),
         Command::Containers {
             quarantined,
             findings,
             ..
         } => online(Box::pin(async move {
             agent::containers(&target, output, quarantined, findings).await
+        })),
+        Command::Container { target: name } if fleet => online(Box::pin(async move {
+            fleet_audit::container(&target, output, &name).await
         })),
         Command::Container { target: name } => online(Box::pin(async move {
             agent::container(&target, output, &name).await
@@ -556,13 +251,29 @@ fn main() -> ExitCode {
         Command::Quarantines { all, .. } => online(Box::pin(async move {
             agent::quarantines(&target, output, all).await
         })),
-        Command::Events { follow, from } => online(Box::pin(async move {
+        Command::Events { from, .. } | Command::Audit { from, .. } if fleet && from != 1 => {
+            needs_agent("--from counts one agent's records")
+        }
+        Command::Audit { verify: true, .. } if fleet => needs_agent(
+            "--verify checks one agent's chain (the controller flags rewritten chains in `nodes`)",
+        ),
+        Command::Events { follow, node, .. } if fleet => online(Box::pin(async move {
+            fleet_audit::events(&target, output, node.unwrap_or_default(), follow).await
+        })),
+        Command::Audit { limit, node, .. } if fleet => online(Box::pin(async move {
+            fleet_audit::audit(&target, output, node.unwrap_or_default(), limit).await
+        })),
+        Command::Events { node: Some(_), .. } | Command::Audit { node: Some(_), .. } => {
+            needs_controller()
+        }
+        Command::Events { follow, from, .. } => online(Box::pin(async move {
             agent::events(&target, output, follow, from).await
         })),
         Command::Audit {
             verify,
             from,
             limit,
+            ..
         } => online(Box::pin(async move {
             agent::audit(&target, output, verify, from, limit).await
         })),
@@ -578,6 +289,15 @@ fn needs_controller() -> ExitCode {
         message: "this needs the controller: set --controller ADDR (or LAZARET_CONTROLLER), \
                   and do not pass --agent"
             .into(),
+        code: 2,
+    }
+    .exit()
+}
+
+/// A flag that needs one agent, given while commands go through the controller.
+fn needs_agent(why: &str) -> ExitCode {
+    Failure {
+        message: format!("{why}: pass --agent ADDR"),
         code: 2,
     }
     .exit()
@@ -644,7 +364,7 @@ fn print_checks(output: Output) {
 mod tests {
     use clap::CommandFactory;
 
-    use super::Cli;
+    use crate::args::Cli;
 
     /// Every command's `--help`, as a new operator reads it; a change shows in review.
     #[test]

@@ -25,10 +25,6 @@ fn refused(message: String) -> Failure {
     }
 }
 
-fn controller(target: &Target) -> &str {
-    target.controller.as_deref().unwrap_or_default()
-}
-
 /// `policy apply` / `indicators apply`.
 pub async fn apply(
     target: &Target,
@@ -46,7 +42,7 @@ pub async fn apply(
             text: item.content,
         })
         .collect();
-    let mut client = connect_controller(target, controller(target)).await?;
+    let mut client = connect_controller(target).await?;
     let message = v1::ApplyContentRequest { files, canary };
     let applied = match kind {
         BundleKind::Policies => client.apply_policies(request(message)).await?,
@@ -177,7 +173,7 @@ async fn fleet_bundle(
     target: &Target,
     kind: BundleKind,
 ) -> Result<(String, SignedBundle), Failure> {
-    let mut client = connect_controller(target, controller(target)).await?;
+    let mut client = connect_controller(target).await?;
     let fetched = client
         .get_bundle(request(v1::FleetGetBundleRequest {
             kind: kind.to_string(),

@@ -12,10 +12,10 @@ use lazaret_core::roles::Role;
 use lazaret_fleet::caller::Caller;
 use lazaret_fleet::channels::Channels;
 use lazaret_fleet::gossip::Gossip;
-use lazaret_proto::v1::Unreachable;
 use lazaret_proto::v1::agent_service_client::AgentServiceClient;
+use lazaret_proto::v1::{AuditEvent, Unreachable, WatchEventsRequest};
 use tonic::transport::Channel;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Code, Request, Response, Status, Streaming};
 
 /// How long one call to one agent may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -94,6 +94,26 @@ impl Agents {
             self.channels.forget(&agent.name, &agent.grpc).await;
         }
         answer.map(Response::into_inner)
+    }
+
+    /// Opens `agent`'s `WatchEvents` stream on behalf of `caller` (no deadline: it lasts).
+    pub async fn open_stream(
+        &self,
+        agent: &Agent,
+        caller: &Caller,
+        message: WatchEventsRequest,
+    ) -> Result<Streaming<AuditEvent>, Status> {
+        let mut request = Request::new(message);
+        caller.forward(&mut request)?;
+        let channel = self
+            .channels
+            .get(&agent.name, &agent.grpc)
+            .await
+            .map_err(Status::unavailable)?;
+        Ok(Client::new(channel)
+            .watch_events(request)
+            .await?
+            .into_inner())
     }
 
     /// [`Self::call`] to every agent in `agents` at once.

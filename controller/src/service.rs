@@ -3,6 +3,7 @@
 //! what touches containers is forwarded to the owning agents with the caller's identity, and the
 //! agents check it again. Fleet-wide answers list every agent that did not answer.
 
+mod audit;
 mod bundles;
 pub mod targets;
 
@@ -215,19 +216,53 @@ impl FleetService for FleetApi {
     ) -> Result<Response<v1::FleetListContainersResponse>, Status> {
         let caller = Caller::of(&request)?;
         caller.authorize(Operation::Read)?;
-        let filter = request.into_inner().filter.unwrap_or_default();
-        let selector = targets::selector(&filter.selector)?;
+        let asked = request.into_inner().filter.unwrap_or_default();
+        let filter = targets::Filter::parse(&asked)?;
         let (all, unreachable) = self
-            .containers(&caller, &filter.node, filter.quarantined)
+            .containers(&caller, &asked.node, asked.quarantined)
             .await;
         let containers = all
             .into_iter()
-            .filter(|container| targets::passes(container, &filter, &selector))
+            .filter(|container| filter.passes(container))
             .collect();
         Ok(Response::new(v1::FleetListContainersResponse {
             containers,
             unreachable,
         }))
+    }
+
+    async fn get_container(
+        &self,
+        request: Request<v1::FleetGetContainerRequest>,
+    ) -> Result<Response<v1::FleetContainerDetail>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.authorize(Operation::Read)?;
+        let target = request.into_inner().target;
+        Ok(Response::new(
+            self.container_detail(&caller, &target).await?,
+        ))
+    }
+
+    async fn get_audit(
+        &self,
+        request: Request<v1::FleetGetAuditRequest>,
+    ) -> Result<Response<v1::FleetGetAuditResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.authorize(Operation::Read)?;
+        let asked = request.into_inner();
+        Ok(Response::new(self.merged_audit(&caller, asked).await?))
+    }
+
+    type WatchEventsStream = audit::EventStream;
+
+    async fn watch_events(
+        &self,
+        request: Request<v1::FleetWatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let caller = Caller::of(&request)?;
+        caller.authorize(Operation::Read)?;
+        let asked = request.into_inner();
+        Ok(Response::new(self.merged_events(&caller, asked).await?))
     }
 
     async fn list_quarantines(

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use lazaret_proto::v1::{CheckResult, ContainerFilter, FleetTarget, NodeContainer};
+use lazaret_proto::v1::{CheckResult, ContainerFilter, FleetTarget, NodeContainer, Severity};
 use tonic::Status;
 
 /// A parsed label selector: `key=value` pairs, all of which must match.
@@ -40,24 +40,63 @@ fn quarantined(container: &NodeContainer) -> bool {
         .is_some_and(|record| !matches!(record.state.as_str(), "released" | "gone"))
 }
 
-/// Whether `container` passes `filter` (its node checked by the caller).
-pub fn passes(container: &NodeContainer, filter: &ContainerFilter, selector: &Selector) -> bool {
-    let Some(inner) = container
-        .view
-        .as_ref()
-        .and_then(|view| view.container.as_ref())
-    else {
-        return false;
-    };
-    let finding = filter.finding.trim();
-    let fails = |check: &str| {
-        inner.findings.iter().any(|finding| {
-            finding.result == CheckResult::Fail as i32 && (check == "*" || finding.check == check)
+/// A [`ContainerFilter`], parsed: what [`Filter::passes`] checks.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    selector: Selector,
+    quarantined: bool,
+    /// A check id, `*` for any, empty for no condition.
+    finding: String,
+    /// The lowest severity of a failed check that counts (the proto enum's number).
+    min_severity: Option<i32>,
+}
+
+impl Filter {
+    /// Parses `filter`; a bad selector or severity is `INVALID_ARGUMENT` naming it.
+    pub fn parse(filter: &ContainerFilter) -> Result<Filter, Status> {
+        let min_severity = match filter.severity.trim() {
+            "" => None,
+            text => Some(
+                Severity::from_str_name(&format!("SEVERITY_{}", text.to_ascii_uppercase()))
+                    .filter(|severity| *severity != Severity::Unspecified)
+                    .ok_or_else(|| {
+                        Status::invalid_argument(format!(
+                            "severity {text:?}: expected info, low, medium, high or critical"
+                        ))
+                    })? as i32,
+            ),
+        };
+        Ok(Filter {
+            selector: selector(&filter.selector)?,
+            quarantined: filter.quarantined,
+            finding: filter.finding.trim().to_string(),
+            min_severity,
         })
-    };
-    labels_match(&inner.labels, selector)
-        && (!filter.quarantined || quarantined(container))
-        && (finding.is_empty() || fails(finding))
+    }
+
+    /// Whether `container` passes (its node is checked by the caller).
+    pub fn passes(&self, container: &NodeContainer) -> bool {
+        let Some(inner) = container
+            .view
+            .as_ref()
+            .and_then(|view| view.container.as_ref())
+        else {
+            return false;
+        };
+        let failed = || {
+            inner
+                .findings
+                .iter()
+                .filter(|finding| finding.result == CheckResult::Fail as i32)
+        };
+        let fails_check =
+            |check: &str| failed().any(|finding| check == "*" || finding.check == check);
+        let fails_severity = |minimum: i32| failed().any(|finding| finding.severity >= minimum);
+        labels_match(&inner.labels, &self.selector)
+            && (!self.quarantined || quarantined(container))
+            && (self.finding.is_empty() || fails_check(&self.finding))
+            && self.min_severity.is_none_or(fails_severity)
+    }
 }
 
 /// The containers `target` names among `all` (every live agent's). One of `target`, `selector`
@@ -95,11 +134,13 @@ pub fn pick(all: Vec<NodeContainer>, target: &FleetTarget) -> Result<Vec<NodeCon
             .collect());
     }
     if !target.selector.trim().is_empty() {
-        let selector = selector(&target.selector)?;
-        let filter = ContainerFilter::default();
+        let filter = Filter::parse(&ContainerFilter {
+            selector: target.selector.clone(),
+            ..ContainerFilter::default()
+        })?;
         return Ok(all
             .into_iter()
-            .filter(|container| passes(container, &filter, &selector))
+            .filter(|container| filter.passes(container))
             .collect());
     }
     let wanted = target.target.trim();
@@ -157,6 +198,7 @@ mod tests {
                     findings: vec![Finding {
                         check: "5.4".into(),
                         result: CheckResult::Fail as i32,
+                        severity: Severity::High as i32,
                         ..Finding::default()
                     }],
                     ..Container::default()
@@ -240,35 +282,26 @@ mod tests {
     #[test]
     fn filters() {
         let all = fleet();
-        let none = Selector::new();
-        let filter = |quarantined: bool, finding: &str| ContainerFilter {
-            quarantined,
-            finding: finding.into(),
-            ..ContainerFilter::default()
+        let count = |quarantined: bool, finding: &str, severity: &str| {
+            let filter = Filter::parse(&ContainerFilter {
+                quarantined,
+                finding: finding.into(),
+                severity: severity.into(),
+                ..ContainerFilter::default()
+            })
+            .unwrap();
+            all.iter().filter(|c| filter.passes(c)).count()
         };
-        assert_eq!(
-            all.iter()
-                .filter(|c| passes(c, &filter(true, ""), &none))
-                .count(),
-            1
-        );
-        assert_eq!(
-            all.iter()
-                .filter(|c| passes(c, &filter(false, "5.4"), &none))
-                .count(),
-            3
-        );
-        assert_eq!(
-            all.iter()
-                .filter(|c| passes(c, &filter(false, "5.9"), &none))
-                .count(),
-            0
-        );
-        assert_eq!(
-            all.iter()
-                .filter(|c| passes(c, &filter(false, "*"), &none))
-                .count(),
-            3
-        );
+        assert_eq!(count(true, "", ""), 1);
+        assert_eq!(count(false, "5.4", ""), 3);
+        assert_eq!(count(false, "5.9", ""), 0);
+        assert_eq!(count(false, "*", ""), 3);
+        assert_eq!(count(false, "", "high"), 3);
+        assert_eq!(count(false, "", "critical"), 0);
+        let bad = Filter::parse(&ContainerFilter {
+            severity: "urgent".into(),
+            ..ContainerFilter::default()
+        });
+        assert!(bad.unwrap_err().message().contains("critical"));
     }
 }

@@ -320,6 +320,60 @@ fn agents_keep_enforcing_without_the_controller_which_catches_up_and_flags_a_rew
     wait_until("the controller sees every agent on v10", CONVERGE, || {
         all_on(&fleet, 3, 10)
     });
+    // One container, found on its owner; the agents' audit trails merged, each record's node named.
+    let found = fleet.fleet_json(&["container", &violating[..12]]).unwrap();
+    assert_eq!(found["node"], "node-2", "{found}");
+    assert_eq!(found["quarantine"]["state"], "applied", "{found}");
+    let audit = fleet.fleet_json(&["audit", "--limit", "50"]).unwrap();
+    assert!(
+        audit["records"].as_array().unwrap().iter().any(|record| {
+            record["node"] == "node-2"
+                && record["target"] == violating
+                && record["action"] == "quarantine"
+        }),
+        "{audit}"
+    );
+    let mut follow = fleet.ctl_fleet(&["events", "--follow", "-o", "json"]);
+    let mut follower = follow
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(follower.stdout.take().unwrap()));
+    let (sender, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let noted = owned(&containers, "ctl-follow", "node-3", "fine");
+    wait_until("node-3 sees the new container", DEADLINE, || {
+        fleet
+            .run_fleet(&["container", &noted[..12]])
+            .unwrap()
+            .status
+            .success()
+    });
+    fleet
+        .fleet_json(&["quarantine", &noted[..12], "--reason", "followed"])
+        .unwrap();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let seen = loop {
+        let line = received
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("a merged event for the quarantine");
+        let event: Value = serde_json::from_str(&line).unwrap();
+        if event["target"] == noted && event["action"] == "quarantine" {
+            break event;
+        }
+    };
+    assert_eq!(seen["node"], "node-3", "{seen}");
+    assert_eq!(seen["actor"], "admin via controller", "{seen}");
+    let _killed = follower.kill();
+    let _reaped = follower.wait();
+
     let quarantines = fleet.fleet_json(&["quarantines"]).unwrap();
     assert!(
         quarantines["quarantines"]
