@@ -106,13 +106,17 @@ pub(crate) enum Command {
     },
     /// Quarantine a container: cut its network and pause it (by default), recorded with your
     /// name and reason. Through the controller: on whichever node owns it, or every container a
-    /// --selector matches.
+    /// --selector matches or a --policy flags.
     Quarantine {
-        #[arg(value_name = "ID|NAME", required_unless_present = "selector")]
+        #[arg(value_name = "ID|NAME", required_unless_present_any = ["selector", "policy"])]
         target: Option<String>,
         /// Every container with these labels, e.g. app=web (controller).
-        #[arg(long, value_name = "KEY=VALUE,…", conflicts_with = "target")]
+        #[arg(long, value_name = "KEY=VALUE,…", conflicts_with_all = ["target", "policy"])]
         selector: Option<String>,
+        /// Every container the fleet's policy NAME flags now, even one in audit mode
+        /// (controller).
+        #[arg(long, value_name = "NAME", conflicts_with = "target")]
+        policy: Option<String>,
         /// Only on this node (controller).
         #[arg(long)]
         node: Option<String>,

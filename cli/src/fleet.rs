@@ -125,6 +125,100 @@ pub fn render_nodes(output: Output, nodes: &v1::ListNodesResponse) -> String {
     }
 }
 
+/// The newest (version, digest) of `kind` any node acks.
+fn newest<'a>(nodes: &'a v1::ListNodesResponse, kind: &str) -> Option<&'a v1::PeerBundle> {
+    nodes
+        .nodes
+        .iter()
+        .flat_map(|node| node.acks.iter())
+        .filter(|ack| ack.kind == kind)
+        .max_by(|a, b| (a.version, &a.digest).cmp(&(b.version, &b.digest)))
+}
+
+/// `node`'s bundle of `kind` and how it compares with the newest in the fleet.
+fn lag<'a>(
+    nodes: &'a v1::ListNodesResponse,
+    node: &'a v1::NodeStatus,
+    kind: &str,
+) -> (Option<&'a v1::PeerBundle>, &'static str) {
+    let ours = node.acks.iter().find(|ack| ack.kind == kind);
+    let lag = match (ours, newest(nodes, kind)) {
+        (None, _) => "none",
+        (Some(ours), Some(best)) if ours.digest == best.digest => "same",
+        _ => "behind",
+    };
+    (ours, lag)
+}
+
+/// The `bundle status` output through the controller: each agent's bundles against the newest
+/// in the fleet (`same`, `behind`, or `none`).
+pub fn render_bundle_status(output: Output, nodes: &v1::ListNodesResponse) -> String {
+    const KINDS: [&str; 2] = ["policies", "indicators"];
+    let agents = nodes.nodes.iter().filter(|node| node.role == "node");
+    match output {
+        Output::Json => {
+            let newest_json: serde_json::Map<String, Value> = KINDS
+                .iter()
+                .filter_map(|kind| {
+                    newest(nodes, kind).map(|best| {
+                        (
+                            kind.to_string(),
+                            json!({"version": best.version, "digest": best.digest}),
+                        )
+                    })
+                })
+                .collect();
+            let rows: Vec<Value> = agents
+                .map(|node| {
+                    let bundles: serde_json::Map<String, Value> = KINDS
+                        .iter()
+                        .map(|kind| {
+                            let (ours, lag) = lag(nodes, node, kind);
+                            let value = json!({
+                                "version": ours.map(|ack| ack.version),
+                                "digest": ours.map(|ack| ack.digest.clone()),
+                                "lag": lag,
+                            });
+                            (kind.to_string(), value)
+                        })
+                        .collect();
+                    json!({"name": node.name, "status": node.status, "bundles": bundles})
+                })
+                .collect();
+            json_text(&json!({"newest": newest_json, "nodes": rows}))
+        }
+        Output::Table => {
+            let mut rows = table(&["NODE", "STATUS", "POLICIES", "INDICATORS"]);
+            for node in agents {
+                let text = |kind: &str| {
+                    let (ours, lag) = lag(nodes, node, kind);
+                    match ours {
+                        None => "-".to_string(),
+                        Some(ack) => format!("v{} {} {lag}", ack.version, short(&ack.digest)),
+                    }
+                };
+                rows.add_row([
+                    node.name.clone(),
+                    node.status.clone(),
+                    text("policies"),
+                    text("indicators"),
+                ]);
+            }
+            format!("{rows}\n")
+        }
+    }
+}
+
+pub async fn bundle_status(target: &Target, output: Output) -> Result<(), Failure> {
+    let mut client = connect_controller(target).await?;
+    let nodes = client
+        .list_nodes(request(v1::ListNodesRequest {}))
+        .await?
+        .into_inner();
+    print!("{}", render_bundle_status(output, &nodes));
+    Ok(())
+}
+
 pub async fn nodes(target: &Target, output: Output) -> Result<(), Failure> {
     let mut client = connect_controller(target).await?;
     let nodes = client
@@ -472,6 +566,22 @@ mod tests {
         }
         insta::assert_snapshot!(text);
         insta::assert_snapshot!(render_nodes(Output::Json, &nodes()));
+    }
+
+    #[test]
+    fn bundle_status_shows_each_agents_lag() {
+        let mut fleet = nodes();
+        fleet.nodes[2].acks = vec![v1::PeerBundle {
+            kind: "policies".into(),
+            version: 3,
+            digest: "cd".repeat(32),
+        }];
+        let text = render_bundle_status(Output::Table, &fleet);
+        for line in text.lines() {
+            assert!(line.chars().count() <= 80, "{line}");
+        }
+        insta::assert_snapshot!(text);
+        insta::assert_snapshot!(render_bundle_status(Output::Json, &fleet));
     }
 
     #[test]

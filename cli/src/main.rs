@@ -107,9 +107,12 @@ fn main() -> ExitCode {
                 bundle::apply(&target, output, path).await
             }))
         }
-        Command::Bundle(bundle::BundleCommand::Status) | Command::Nodes if fleet => {
+        Command::Nodes if fleet => {
             online(Box::pin(async move { fleet::nodes(&target, output).await }))
         }
+        Command::Bundle(bundle::BundleCommand::Status) if fleet => online(Box::pin(async move {
+            fleet::bundle_status(&target, output).await
+        })),
         Command::Bundle(bundle::BundleCommand::Status) => {
             online(Box::pin(
                 async move { bundle::status(&target, output).await },
@@ -184,6 +187,7 @@ fn main() -> ExitCode {
         Command::Quarantine {
             target: name,
             selector,
+            policy,
             node,
             actions,
             reason,
@@ -200,13 +204,13 @@ fn main() -> ExitCode {
             let selection = fleet::Selection {
                 target: name,
                 selector,
-                policy: None,
+                policy,
                 node,
             };
-            match (
-                fleet,
-                selection.selector.is_some() || selection.node.is_some(),
-            ) {
+            let fleet_only = selection.selector.is_some()
+                || selection.policy.is_some()
+                || selection.node.is_some();
+            match (fleet, fleet_only) {
                 (true, _) => online(Box::pin(async move {
                     fleet::quarantine(&target, output, selection, args).await
                 })),

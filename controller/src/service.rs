@@ -125,30 +125,53 @@ impl FleetApi {
         (containers, unreachable)
     }
 
-    /// Runs `act` on every container `target` picks, each on its agent.
-    async fn act<F, Fut>(
+    /// The containers `target` names, and the agents that did not answer while looking. For a
+    /// quarantine, `policy` means the containers that policy flags now; for a release, the
+    /// quarantines it caused.
+    async fn select(
         &self,
         caller: &Caller,
         target: Option<v1::FleetTarget>,
+        quarantine: bool,
+    ) -> Result<(Vec<NodeContainer>, Vec<Unreachable>), Status> {
+        let target = target.unwrap_or_default();
+        if quarantine && !target.policy.trim().is_empty() {
+            let also_set = [&target.target, &target.selector]
+                .iter()
+                .any(|text| !text.trim().is_empty());
+            if also_set {
+                return Err(Status::invalid_argument(
+                    "name exactly one of: a container (id, id prefix or name), --selector, --policy",
+                ));
+            }
+            return self
+                .flagged_by(caller, target.policy.trim(), &target.node)
+                .await;
+        }
+        let (all, unreachable) = self.containers(caller, &target.node, false).await;
+        match targets::pick(all, &target) {
+            Err(status) if status.code() == Code::NotFound && !unreachable.is_empty() => {
+                let silent: Vec<String> = unreachable.iter().map(|u| u.node.clone()).collect();
+                Err(Status::not_found(format!(
+                    "{}; these agents did not answer: {}",
+                    status.message(),
+                    silent.join(", ")
+                )))
+            }
+            picked => Ok((picked?, unreachable)),
+        }
+    }
+
+    /// Runs `act` on every selected container, each on its agent.
+    async fn act<F, Fut>(
+        &self,
+        (picked, mut unreachable): (Vec<NodeContainer>, Vec<Unreachable>),
         act: F,
     ) -> Result<v1::FleetActionResponse, Status>
     where
         F: Fn(Agent, String) -> Fut,
         Fut: std::future::Future<Output = Result<Option<v1::QuarantineRecord>, Status>>,
     {
-        let target = target.unwrap_or_default();
-        let (all, mut unreachable) = self.containers(caller, &target.node, false).await;
-        let picked = match targets::pick(all, &target) {
-            Err(status) if status.code() == Code::NotFound && !unreachable.is_empty() => {
-                let silent: Vec<String> = unreachable.iter().map(|u| u.node.clone()).collect();
-                return Err(Status::not_found(format!(
-                    "{}; these agents did not answer: {}",
-                    status.message(),
-                    silent.join(", ")
-                )));
-            }
-            picked => picked?,
-        };
         let live = self.agents.live(None).await;
         let mut outcomes = Vec::new();
         for container in picked {
@@ -304,8 +327,9 @@ impl FleetService for FleetApi {
         let asked = request.into_inner();
         caller.authorize(Operation::Quarantine { force: asked.force })?;
         let reason = required("reason", &asked.reason)?;
+        let selected = self.select(&caller, asked.target, true).await?;
         let response = self
-            .act(&caller, asked.target, |agent, id| {
+            .act(selected, |agent, id| {
                 let message = v1::QuarantineRequest {
                     target: id,
                     actions: asked.actions.clone(),
@@ -335,8 +359,9 @@ impl FleetService for FleetApi {
         caller.authorize(Operation::Release)?;
         let asked = request.into_inner();
         let reason = required("reason", &asked.reason)?;
+        let selected = self.select(&caller, asked.target, false).await?;
         let response = self
-            .act(&caller, asked.target, |agent, id| {
+            .act(selected, |agent, id| {
                 let message = v1::ReleaseRequest {
                     target: id,
                     reason: reason.clone(),

@@ -2,7 +2,9 @@
 //! signed here from files an operator applies, optionally as a canary for chosen nodes), and
 //! fetching the fleet's newest bundle of a kind.
 
-use lazaret_core::bundle::{Bundle, BundleItem, BundleKind, BundleSigningKey, BundleStamp};
+use lazaret_core::bundle::{
+    Bundle, BundleContent, BundleItem, BundleKind, BundleSigningKey, BundleStamp, SignedBundle,
+};
 use lazaret_fleet::caller::Caller;
 use lazaret_proto::v1::{self, CanaryVerdict};
 use tonic::{Code, Status};
@@ -117,6 +119,81 @@ impl FleetApi {
             "no agent served {kind} {stamp}: {}",
             failures.join("; ")
         )))
+    }
+
+    /// The containers the fleet's policy `name` flags now, on every live agent (only `node`'s
+    /// when set): each agent tests the fleet's policies bundle against its containers.
+    pub(super) async fn flagged_by(
+        &self,
+        caller: &Caller,
+        name: &str,
+        node: &str,
+    ) -> Result<(Vec<v1::NodeContainer>, Vec<v1::Unreachable>), Status> {
+        let fetched = self.fetch_newest(BundleKind::Policies).await?;
+        let signed = SignedBundle::parse(&fetched.bundle)
+            .map_err(|error| Status::internal(format!("{}: {error}", fetched.node)))?;
+        let bundle = signed.unverified();
+        let known = match bundle.content() {
+            Ok(BundleContent::Policies(set)) => {
+                set.policies.iter().any(|policy| policy.name == name)
+            }
+            _ => false,
+        };
+        if !known {
+            return Err(Status::not_found(format!(
+                "no policy {name:?} in the fleet's policies v{} (`lazaretctl policy list`)",
+                bundle.version
+            )));
+        }
+        let files: Vec<v1::PolicyFile> = bundle
+            .items
+            .iter()
+            .map(|item| v1::PolicyFile {
+                name: item.name.clone(),
+                text: item.content.clone(),
+            })
+            .collect();
+        let agents = self
+            .agents
+            .live(Some(node).filter(|node| !node.is_empty()))
+            .await;
+        let (answered, unreachable) = self
+            .agents
+            .fan_out(
+                &agents,
+                caller,
+                v1::TestPoliciesRequest { files },
+                |mut client, request| async move { client.test_policies(request).await },
+            )
+            .await;
+        let prefix = format!("{name}: ");
+        let flagged = answered
+            .into_iter()
+            .flat_map(|(agent, response)| {
+                let prefix = prefix.clone();
+                response
+                    .outcomes
+                    .into_iter()
+                    .filter(move |outcome| {
+                        outcome
+                            .violations
+                            .iter()
+                            .any(|why| why.starts_with(&prefix))
+                    })
+                    .map(move |outcome| v1::NodeContainer {
+                        node: agent.name.clone(),
+                        view: Some(v1::ContainerView {
+                            container: Some(v1::Container {
+                                id: outcome.container,
+                                name: outcome.name,
+                                ..v1::Container::default()
+                            }),
+                            quarantine: None,
+                        }),
+                    })
+            })
+            .collect();
+        Ok((flagged, unreachable))
     }
 
     /// `ApplyPolicies` / `ApplyIndicators`: validated whole, signed as the next version (for

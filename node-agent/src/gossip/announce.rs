@@ -1,6 +1,6 @@
 //! What this node says about itself, kept current: `node`, `mode`, `stats`, `audit_head`,
-//! `ack:*` and a `q:<container>` summary per quarantine in force (DESIGN.md §3). Acks go out the
-//! moment a bundle is applied; the rest every interval. Only changed payloads are set again, and
+//! `ack:*` and a `q:<container>` summary per quarantine in force (DESIGN.md §3). Acks and the
+//! mode go out the moment they change; the rest every interval. Only changed payloads are set again, and
 //! the quarantines are read from the store only when the audit chain moved.
 
 use std::sync::Arc;
@@ -42,6 +42,7 @@ impl Announcer {
     /// Publishes until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut acks = self.book.acks();
+        let mut mode = self.enforcer.mode_changes();
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut seen = Seen::default();
@@ -51,6 +52,7 @@ impl Announcer {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 changed = acks.changed() => if changed.is_err() { break },
+                changed = mode.changed() => if changed.is_err() { break },
                 _ = ticker.tick() => {}
             }
         }

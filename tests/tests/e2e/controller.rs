@@ -302,9 +302,21 @@ fn agents_keep_enforcing_without_the_controller_which_catches_up_and_flags_a_rew
     // The controller is gone: a bundle handed to one agent still reaches all, and is enforced.
     fleet.controller.as_mut().unwrap().kill().unwrap();
     let violating = owned(&containers, "ctl-down", "node-2", "violate");
+    let watched = owned(&containers, "ctl-watched", "node-3", "watched");
     let policies = fleet.dir().join("policies");
     std::fs::create_dir(&policies).unwrap();
     policy(&policies, &containers, "violate");
+    // An audit-mode policy: it flags, it does not act.
+    std::fs::write(
+        policies.join("fleet-watched.yaml"),
+        format!(
+            "apiVersion: lazaret.dev/v1\nkind: Policy\nname: fleet-watched\nmode: audit\n\
+             match:\n  labels: {{lazaret.test: \"{}\", lazaret.fleet: watched}}\n\
+             rules: [{{expr: \"true\"}}]\nactions: [pause]\n",
+            containers.run_id()
+        ),
+    )
+    .unwrap();
     let bundle = fleet.sign("v10.bundle", 10, &policies).unwrap();
     fleet
         .json(0, &["bundle", "apply", bundle.to_str().unwrap()])
@@ -320,6 +332,28 @@ fn agents_keep_enforcing_without_the_controller_which_catches_up_and_flags_a_rew
     wait_until("the controller sees every agent on v10", CONVERGE, || {
         all_on(&fleet, 3, 10)
     });
+    // What an audit-mode policy flags, quarantined on an operator's word in one command.
+    assert!(!paused(&containers, &watched));
+    let flagged = fleet
+        .fleet_json(&[
+            "quarantine",
+            "--policy",
+            "fleet-watched",
+            "--reason",
+            "seen enough",
+        ])
+        .unwrap();
+    let outcomes = flagged["outcomes"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 1, "{flagged}");
+    assert_eq!(
+        (&outcomes[0]["container"], &outcomes[0]["node"]),
+        (&Value::from(watched.as_str()), &Value::from("node-3")),
+        "{flagged}"
+    );
+    wait_until("the flagged container paused", DEADLINE, || {
+        paused(&containers, &watched)
+    });
+
     // One container, found on its owner; the agents' audit trails merged, each record's node named.
     let found = fleet.fleet_json(&["container", &violating[..12]]).unwrap();
     assert_eq!(found["node"], "node-2", "{found}");

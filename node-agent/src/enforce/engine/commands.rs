@@ -108,6 +108,11 @@ impl EnforcerHandle {
         answer.await.map_err(|_| stopped())?
     }
 
+    /// Wakes at every mode change (gossip announces it at once).
+    pub fn mode_changes(&self) -> watch::Receiver<bool> {
+        self.mode.clone()
+    }
+
     /// Whether the agent is in audit-only mode (read without a round trip to the task).
     pub fn audit_only(&self) -> bool {
         *self.mode.borrow()
