@@ -14,7 +14,10 @@
 //!
 //! This module parses and validates such documents whole (a bad entry rejects the document, with
 //! the file and the entry named), so a bundle is refused before signing and again at every agent
-//! rather than half applied. Matching indicators against containers comes with [8/11].
+//! rather than half applied. [`index::IndicatorIndex`] looks them up fast; the agent's matching
+//! of what runs inside containers comes with [8/11].
+
+pub mod index;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
