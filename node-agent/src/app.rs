@@ -182,7 +182,8 @@ pub async fn start(
         from_bundle.or(policies).unwrap_or_default(),
         config.enforcement.recheck_interval,
     )
-    .with_metrics(agent.metrics.clone());
+    .with_metrics(agent.metrics.clone())
+    .with_indicators(book.indicators());
     if let Some(every) = config
         .policy_reload
         .filter(|_| !config.policy_dirs.is_empty() && reads_files)

@@ -284,14 +284,30 @@ impl TestFleet {
     /// Signs the policy files in `policies` (a file or directory) as version `version` into
     /// `DIR/NAME`.
     pub fn sign(&self, name: &str, version: u64, policies: &Path) -> anyhow::Result<PathBuf> {
+        self.sign_kind(
+            lazaret_core::bundle::BundleKind::Policies,
+            name,
+            version,
+            policies,
+        )
+    }
+
+    /// [`Self::sign`] for files of `kind`.
+    pub fn sign_kind(
+        &self,
+        kind: lazaret_core::bundle::BundleKind,
+        name: &str,
+        version: u64,
+        files: &Path,
+    ) -> anyhow::Result<PathBuf> {
         let key = signing::read_signing_key(&self.signing_key)?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs();
         let signed = signing::sign(
             &signing::SignRequest {
-                kind: lazaret_core::bundle::BundleKind::Policies,
-                paths: vec![policies.to_path_buf()],
+                kind,
+                paths: vec![files.to_path_buf()],
                 version,
                 created: now,
                 expires: now + 86_400,

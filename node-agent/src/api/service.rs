@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use lazaret_core::ContainerId;
-use lazaret_core::policy::{self, JudgeInput, NoIndicators, PolicySet, PolicySource};
+use lazaret_core::policy::{self, JudgeInput, PolicySet, PolicySource};
 use lazaret_core::posture::CheckResult;
 use lazaret_core::quarantine::{
     Action, DEFAULT_QUARANTINE_ACTIONS, QuarantineRecord, QuarantineRequest, QuarantineSource,
@@ -417,6 +417,11 @@ impl AgentService for AgentApi {
         let set = PolicySet::load(&sources).map_err(|errors| {
             Status::invalid_argument(format!("the policies do not load: {errors}"))
         })?;
+        let indicators = self
+            .bundles
+            .as_ref()
+            .map(|book| book.indicators())
+            .unwrap_or_default();
         let snapshot = self.inventory.current();
         let outcomes = snapshot
             .containers
@@ -427,7 +432,7 @@ impl AgentService for AgentApi {
                     &JudgeInput {
                         container: &entry.info,
                         posture: &entry.findings,
-                        indicators: &NoIndicators,
+                        indicators: indicators.as_ref(),
                         is_exempt: &|_| false,
                     },
                 );

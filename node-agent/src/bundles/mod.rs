@@ -14,8 +14,10 @@
 //! and a node's files cannot quietly weaken it. The directory is for a standalone agent and for
 //! the time before the first bundle.
 //!
-//! Indicators bundles are verified, stored, served to peers and acked; matching them against
-//! containers arrives with [8/11].
+//! An indicators bundle is indexed ([`IndicatorIndex`]) and handed to the enforcement task, which
+//! judges every running container again: policies' `indicator` rules match image ids, digests and
+//! references now; what runs inside containers (process names, executables, addresses) is
+//! matched with the scan of [8/11], not built yet.
 
 pub mod sync;
 #[cfg(test)]
@@ -29,6 +31,7 @@ use lazaret_core::bundle::{
     Admission, Bundle, BundleContent, BundleDigest, BundleError, BundleKind, BundleStamp,
     SignedBundle, TrustedKeys, admit,
 };
+use lazaret_core::indicator::index::IndicatorIndex;
 use lazaret_core::policy::PolicySet;
 use tokio::sync::{Mutex, watch};
 use tracing::{error, info, warn};
@@ -180,6 +183,19 @@ impl BundleBook {
     /// Where policies bundles are put in force from now on.
     pub fn enforce_with(&self, enforcer: EnforcerHandle) {
         *self.enforcer.lock().unwrap_or_else(PoisonError::into_inner) = Some(enforcer);
+    }
+
+    /// The indicators of the held indicators bundle, indexed now, for the enforcement task's
+    /// start (an empty index without one).
+    pub fn indicators(&self) -> Arc<IndicatorIndex> {
+        let set = self
+            .held(BundleKind::Indicators)
+            .and_then(|held| match held.bundle.content() {
+                Ok(BundleContent::Indicators(set)) => Some(set),
+                _ => None,
+            })
+            .unwrap_or_default();
+        Arc::new(IndicatorIndex::build(&set, chrono::Utc::now().timestamp()))
     }
 
     /// The policies of the held policies bundle, for the enforcement task's start.
@@ -337,20 +353,25 @@ impl BundleBook {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(kind, stamp);
-        if let BundleContent::Policies(set) = content {
-            let enforcer = self
-                .enforcer
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
-            if let Some(enforcer) = enforcer {
-                let origin = format!("bundle {stamp}");
-                enforcer.use_policies(set, origin).await.map_err(|error| {
-                    OfferError::Internal(format!(
-                        "stored, but the enforcement task did not take it: {error}"
-                    ))
-                })?;
-            }
+        let enforcer = self
+            .enforcer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(enforcer) = enforcer {
+            let origin = format!("bundle {stamp}");
+            let taken = match content {
+                BundleContent::Policies(set) => enforcer.use_policies(set, origin).await,
+                BundleContent::Indicators(set) => {
+                    let index = IndicatorIndex::build(&set, chrono::Utc::now().timestamp());
+                    enforcer.use_indicators(Arc::new(index), origin).await
+                }
+            };
+            taken.map_err(|error| {
+                OfferError::Internal(format!(
+                    "stored, but the enforcement task did not take it: {error}"
+                ))
+            })?;
         }
         self.metrics
             .set_bundle_in_force(kind, stamp.version, bundle.expires);

@@ -45,7 +45,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lazaret_core::policy::{self, JudgeInput, NoIndicators, PolicySet};
+use lazaret_core::indicator::index::IndicatorIndex;
+use lazaret_core::policy::{self, JudgeInput, PolicySet};
 use lazaret_core::quarantine::{
     ExemptionSet, QuarantineRecord, QuarantineRequest, QuarantineSource, QuarantineState,
 };
@@ -84,6 +85,9 @@ use self::fast_path::Prejudged;
 pub struct Enforcer {
     manager: QuarantineManager,
     policies: PolicySet,
+    /// The indicators in force (the indicators bundle's), which policies' `indicator` rules
+    /// look up.
+    indicators: Arc<IndicatorIndex>,
     node: String,
     recheck_interval: Duration,
     /// The inventory entry each container was last handled at.
@@ -118,6 +122,7 @@ impl Enforcer {
         Enforcer {
             manager,
             policies,
+            indicators: Arc::default(),
             node,
             recheck_interval,
             seen: HashMap::new(),
@@ -145,6 +150,12 @@ impl Enforcer {
     /// Counts into the agent's metrics instead of private ones.
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Starts with these indicators (the stored indicators bundle's).
+    pub fn with_indicators(mut self, indicators: Arc<IndicatorIndex>) -> Self {
+        self.indicators = indicators;
         self
     }
 
@@ -436,7 +447,7 @@ impl Enforcer {
             &JudgeInput {
                 container: info,
                 posture: &entry.findings,
-                indicators: &NoIndicators,
+                indicators: self.indicators.as_ref(),
                 is_exempt: &is_exempt,
             },
         );

@@ -8,6 +8,7 @@ mod containerd_zoo;
 mod controller;
 mod fleet;
 mod harness;
+mod indicators;
 mod inventory;
 mod network_cut;
 mod policies;

@@ -2,9 +2,11 @@
 //! API) and in-process harnesses ask of it, carried out by the one task that owns the
 //! quarantine manager, between its other work.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use lazaret_core::ContainerId;
+use lazaret_core::indicator::index::IndicatorIndex;
 use lazaret_core::policy::PolicySet;
 use lazaret_core::quarantine::{QuarantineRecord, QuarantineRequest};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -39,6 +41,11 @@ pub(super) enum Command {
     },
     UsePolicies {
         set: PolicySet,
+        origin: String,
+        reply: oneshot::Sender<()>,
+    },
+    UseIndicators {
+        index: Arc<IndicatorIndex>,
         origin: String,
         reply: oneshot::Sender<()>,
     },
@@ -128,6 +135,23 @@ impl EnforcerHandle {
         answer.await.map_err(|_| stopped())
     }
 
+    /// Looks these indicators up from now on, and judges every container again (a sweep).
+    /// Returns once they are in force.
+    pub async fn use_indicators(
+        &self,
+        index: Arc<IndicatorIndex>,
+        origin: String,
+    ) -> QuarantineResult<()> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::UseIndicators {
+            index,
+            origin,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| stopped())
+    }
+
     async fn send(&self, command: Command) -> QuarantineResult<()> {
         self.commands.send(command).await.map_err(|_| stopped())
     }
@@ -138,6 +162,18 @@ fn stopped() -> QuarantineError {
 }
 
 impl Enforcer {
+    /// Judges every container of the newest inventory again (after the policies or indicators
+    /// changed; what was judged before is forgotten by the caller).
+    async fn judge_again(&mut self) {
+        let snapshot = self
+            .inventory
+            .as_ref()
+            .map(|inventory| inventory.borrow().clone());
+        if let Some(snapshot) = snapshot {
+            self.observe(&snapshot).await;
+        }
+    }
+
     pub(super) async fn command(&mut self, command: Command) {
         match command {
             Command::Quarantine {
@@ -204,13 +240,19 @@ impl Enforcer {
                 self.policy_files = None;
                 self.install(set);
                 let _unasked = reply.send(());
-                let snapshot = self
-                    .inventory
-                    .as_ref()
-                    .map(|inventory| inventory.borrow().clone());
-                if let Some(snapshot) = snapshot {
-                    self.observe(&snapshot).await;
-                }
+                self.judge_again().await;
+            }
+            Command::UseIndicators {
+                index,
+                origin,
+                reply,
+            } => {
+                info!(indicators = index.len(), expired = index.expired, %origin, "indicators replaced; sweeping every container");
+                self.indicators = index;
+                self.seen.clear();
+                self.prejudged.clear();
+                let _unasked = reply.send(());
+                self.judge_again().await;
             }
         }
     }
