@@ -13,6 +13,7 @@ dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 docker_up() { timeout 20 docker info >/dev/null 2>&1; }
 if ! docker_up && ! command -v dockerd >/dev/null 2>&1; then
   missing+=(docker.io)

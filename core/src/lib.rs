@@ -13,6 +13,7 @@ pub mod advisory;
 pub mod audit;
 pub mod bundle;
 pub mod container;
+pub mod detection;
 pub mod gossip;
 pub mod indicator;
 pub mod policy;

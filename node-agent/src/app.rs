@@ -72,6 +72,8 @@ pub struct RunningAgent {
     pub bundles: Option<Arc<BundleBook>>,
     /// Gossip, when configured.
     pub gossip: Option<Arc<Gossip>>,
+    /// Where the detections intake is served, when enabled.
+    pub detections: Option<SocketAddr>,
     tasks: JoinSet<()>,
 }
 
@@ -183,7 +185,8 @@ pub async fn start(
         config.enforcement.recheck_interval,
     )
     .with_metrics(agent.metrics.clone())
-    .with_indicators(book.indicators());
+    .with_indicators(book.indicators())
+    .with_dedup_window(config.dedup_window);
     if let Some(every) = config
         .policy_reload
         .filter(|_| !config.policy_dirs.is_empty() && reads_files)
@@ -211,6 +214,14 @@ pub async fn start(
         starts_receiver,
         shutdown.clone(),
     ));
+    if let Some(intake) = &config.detections {
+        let (bound, task) =
+            crate::detections::serve(intake, commands.clone(), shutdown.clone()).await?;
+        agent.detections = Some(bound);
+        agent.tasks.spawn(async move {
+            let _served = task.await;
+        });
+    }
     if let Some(settings) = &config.api {
         let api = AgentApi::new(
             config.node_name.clone(),
@@ -235,6 +246,7 @@ pub async fn start(
                 inventory: agent.inventory.clone(),
                 metrics: agent.metrics.fleet.clone(),
                 api_addr: bound,
+                detections_addr: agent.detections,
             };
             let gossip = fleet::start_gossip(
                 config,
@@ -318,6 +330,7 @@ async fn start_parts(
         api_addr: None,
         bundles: None,
         gossip: None,
+        detections: None,
         tasks,
     })
 }

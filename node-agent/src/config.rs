@@ -15,8 +15,10 @@ use crate::store::Durability;
 use crate::telemetry::LogFormat;
 use crate::watcher::Backoff;
 
+mod detections;
 mod fleet;
 
+pub use self::detections::RawDetections;
 pub use self::fleet::{RawBundles, RawGossip};
 
 /// A configuration error, naming the field (`metrics.listen`) or the file.
@@ -53,6 +55,7 @@ pub struct RawConfig {
     pub api: RawApi,
     pub gossip: RawGossip,
     pub bundles: RawBundles,
+    pub detections: RawDetections,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -289,6 +292,10 @@ pub struct AgentConfig {
     pub gossip: Option<crate::gossip::GossipSettings>,
     /// Whose signed bundles are accepted.
     pub trusted_keys: lazaret_core::bundle::TrustedKeys,
+    /// The detections intake, when configured.
+    pub detections: Option<crate::detections::IntakeSettings>,
+    /// How long the same detection (container, rule) acts only once.
+    pub dedup_window: Duration,
 }
 
 impl RawConfig {
@@ -411,6 +418,8 @@ impl RawConfig {
         };
         let gossip = fleet::gossip(self.gossip, api.is_some())?;
         let trusted_keys = self.bundles.validate()?;
+        let dedup_window = self.detections.dedup_window;
+        let detections = self.detections.validate()?;
         let ownership = Ownership {
             node: node_name.clone(),
             claim_unlabelled: self.watch.claim_unlabelled,
@@ -418,6 +427,8 @@ impl RawConfig {
         Ok(AgentConfig {
             gossip,
             trusted_keys,
+            detections,
+            dedup_window,
             api,
             ownership,
             policy_dirs: self.policies.dirs,

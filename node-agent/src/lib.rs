@@ -11,6 +11,7 @@ pub mod api;
 pub mod app;
 pub mod bundles;
 pub mod config;
+pub mod detections;
 pub mod enforce;
 pub mod gossip;
 pub mod inventory;

@@ -118,6 +118,16 @@ impl TestFleet {
     /// (gossip addresses; none for the first agent). It owns unlabelled containers only when it
     /// is node-1.
     pub fn add_agent(&mut self, placement: Placement, seeds: &[String]) -> anyhow::Result<usize> {
+        self.add_agent_with(placement, seeds, "")
+    }
+
+    /// [`Self::add_agent`] with `extra` TOML sections appended to its configuration.
+    pub fn add_agent_with(
+        &mut self,
+        placement: Placement,
+        seeds: &[String],
+        extra: &str,
+    ) -> anyhow::Result<usize> {
         let index = self.agents.len() + 1;
         let node = format!("node-{index}");
         if !pki::cert_paths(&self.pki_dir, &node).0.exists() {
@@ -138,7 +148,7 @@ impl TestFleet {
             "node_name = \"{node}\"\n[metrics]\nlisten = \"{metrics}\"\n[containerd]\nenabled = false\n\
              [watch]\nclaim_unlabelled = {}\n[api]\nlisten = \"{api}\"\ntls_dir = \"{}\"\n\
              [gossip]\nlisten = \"{gossip}\"\nseeds = [{}]\ninterval = \"{GOSSIP_INTERVAL}\"\n\
-             [bundles]\ntrusted_keys = [\"{}\"]\n",
+             [bundles]\ntrusted_keys = [\"{}\"]\n{extra}",
             index == 1,
             self.pki_dir.display(),
             seeds.join(", "),

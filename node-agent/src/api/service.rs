@@ -11,12 +11,14 @@ use std::time::Duration;
 
 use futures::Stream;
 use lazaret_core::ContainerId;
-use lazaret_core::policy::{self, JudgeInput, PolicySet, PolicySource};
+use lazaret_core::detection::{ContainerDetection, falco_severity};
+use lazaret_core::policy::{self, Detection, JudgeInput, PolicySet, PolicySource};
 use lazaret_core::posture::CheckResult;
 use lazaret_core::quarantine::{
     Action, DEFAULT_QUARANTINE_ACTIONS, QuarantineRecord, QuarantineRequest, QuarantineSource,
 };
 use lazaret_core::roles::Operation;
+use lazaret_core::severity::Severity;
 use lazaret_proto::convert::container_to_wire;
 use lazaret_proto::v1;
 use lazaret_proto::v1::agent_service_server::AgentService;
@@ -533,9 +535,39 @@ impl AgentService for AgentApi {
         request: Request<v1::ReportDetectionRequest>,
     ) -> Result<Response<v1::ReportDetectionResponse>, Status> {
         Caller::of(&request)?.authorize(Operation::ReportDetection)?;
-        Err(Status::unimplemented(
-            "detections are not taken yet: they arrive with automated response (issue 8/11)",
-        ))
+        let asked = request.into_inner();
+        let rule = required("rule", &asked.rule)?;
+        let severity = falco_severity(&asked.priority)
+            .or_else(|falco| asked.priority.trim().parse::<Severity>().map_err(|_| falco))
+            .map_err(|why| Status::invalid_argument(format!("priority: {why}")))?;
+        let container = asked.container.trim().to_ascii_lowercase();
+        if container.is_empty() || !container.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            return Err(Status::invalid_argument(
+                "container: a full container id or a unique prefix (hex)",
+            ));
+        }
+        let found = ContainerDetection {
+            detection: Detection {
+                rule,
+                tags: asked.tags,
+                severity,
+                source: match asked.source.trim() {
+                    "" => "grpc".to_string(),
+                    source => source.to_string(),
+                },
+            },
+            container,
+            output: asked.output,
+        };
+        let outcome = self.enforcer.detect(found).await.map_err(status_of)?;
+        let answer = crate::detections::answer(&outcome);
+        let text = |key: &str| answer[key].as_str().unwrap_or_default().to_string();
+        Ok(Response::new(v1::ReportDetectionResponse {
+            outcome: text("outcome"),
+            container: text("container"),
+            response: text("response"),
+            reason: text("reason"),
+        }))
     }
 
     async fn get_bundle(

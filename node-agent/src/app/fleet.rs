@@ -30,6 +30,8 @@ pub(super) struct Parts {
     pub metrics: FleetMetrics,
     /// Where the API is bound.
     pub api_addr: std::net::SocketAddr,
+    /// Where the detections intake is bound, when it runs.
+    pub detections_addr: Option<std::net::SocketAddr>,
 }
 
 /// Starts gossip, the announcer and bundle sync; they stop with `shutdown`.
@@ -86,7 +88,7 @@ pub(super) async fn start_gossip(
             hostname: crate::config::host_name(),
             runtimes,
             grpc: advertised_api(parts.api_addr, settings),
-            detections: None,
+            detections: parts.detections_addr.map(|address| address.to_string()),
         },
         book: parts.book.clone(),
         enforcer: parts.enforcer,

@@ -45,6 +45,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use lazaret_core::detection::DedupWindow;
 use lazaret_core::indicator::index::IndicatorIndex;
 use lazaret_core::policy::{self, JudgeInput, PolicySet};
 use lazaret_core::quarantine::{
@@ -74,7 +75,11 @@ pub struct Enforced {
     pub since_start_event: Option<Duration>,
 }
 
+/// How long the same detection (container, rule) acts only once, unless configured.
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(60);
+
 mod commands;
+pub mod detect;
 mod fast_path;
 
 pub use self::commands::EnforcerHandle;
@@ -88,6 +93,8 @@ pub struct Enforcer {
     /// The indicators in force (the indicators bundle's), which policies' `indicator` rules
     /// look up.
     indicators: Arc<IndicatorIndex>,
+    /// Detections that acted, per (container, rule), within the dedup window.
+    dedup: DedupWindow,
     node: String,
     recheck_interval: Duration,
     /// The inventory entry each container was last handled at.
@@ -123,6 +130,7 @@ impl Enforcer {
             manager,
             policies,
             indicators: Arc::default(),
+            dedup: DedupWindow::new(DEFAULT_DEDUP_WINDOW),
             node,
             recheck_interval,
             seen: HashMap::new(),
@@ -150,6 +158,12 @@ impl Enforcer {
     /// Counts into the agent's metrics instead of private ones.
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Acts on the same (container, rule) detection once per `window`.
+    pub fn with_dedup_window(mut self, window: Duration) -> Self {
+        self.dedup = DedupWindow::new(window);
         self
     }
 

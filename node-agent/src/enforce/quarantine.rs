@@ -227,6 +227,11 @@ impl QuarantineManager {
         &self.runtimes
     }
 
+    /// The manager's clock, Unix milliseconds.
+    pub fn now_unix_ms(&self) -> i64 {
+        self.clock.now_unix_ms()
+    }
+
     pub fn config(&self) -> &QuarantineConfig {
         &self.config
     }
@@ -648,7 +653,7 @@ impl QuarantineManager {
         }
     }
 
-    async fn audit(&self, entry: AuditEntry) -> QuarantineResult<()> {
+    pub(crate) async fn audit(&self, entry: AuditEntry) -> QuarantineResult<()> {
         let store = self.store.clone();
         let now = self.clock.now_unix_ms();
         blocking(move || store.append_audit(entry, now).map(drop)).await

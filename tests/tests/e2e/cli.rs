@@ -13,19 +13,11 @@ use std::time::Duration;
 
 use lazaret_core::roles::Role;
 use lazaret_tests::agent_process::{AgentProcess, workspace_binary};
-use lazaret_tests::{BUSYBOX_IMAGE, TestContainers, ensure_busybox_image, init_tracing};
+use lazaret_tests::{BUSYBOX_IMAGE, TestContainers, ensure_busybox_image, free_port, init_tracing};
 use lazaretctl::pki;
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `lazaretctl --agent ADDR --tls-dir DIR --as WHO ARGS…`.
 fn ctl(address: &str, tls_dir: &Path, identity: &str, args: &[&str]) -> Command {

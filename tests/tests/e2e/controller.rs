@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use lazaret_agent::store::{Durability, Store};
 use lazaret_tests::fleet::{Placement, TestFleet};
-use lazaret_tests::{BUSYBOX_IMAGE, TestContainers, ensure_busybox_image, init_tracing};
+use lazaret_tests::{
+    BUSYBOX_IMAGE, TestContainers, ensure_busybox_image, init_tracing, wait_until,
+};
 use serde_json::Value;
 
 const CONVERGE: Duration = Duration::from_secs(90);
@@ -52,17 +54,6 @@ fn owned(containers: &TestContainers, suffix: &str, node: &str, value: &str) -> 
             ],
         )
         .unwrap()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + timeout;
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what}: not after {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn paused(containers: &TestContainers, id: &str) -> bool {

@@ -13,7 +13,9 @@ use lazaret_agent::gossip::identity::NodeSigner;
 use lazaret_core::bundle::{BundleDigest, BundleStamp};
 use lazaret_core::gossip::{GossipKey, NodeValue};
 use lazaret_tests::fleet::{Placement, TestFleet};
-use lazaret_tests::{BUSYBOX_IMAGE, NetNs, TestContainers, ensure_busybox_image, init_tracing};
+use lazaret_tests::{
+    BUSYBOX_IMAGE, NetNs, TestContainers, ensure_busybox_image, init_tracing, wait_until,
+};
 
 const CONVERGE: Duration = Duration::from_secs(90);
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -52,17 +54,6 @@ fn owned(containers: &TestContainers, suffix: &str, node: &str, value: &str) -> 
             ],
         )
         .unwrap()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + timeout;
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what}: not after {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn paused(containers: &TestContainers, id: &str) -> bool {

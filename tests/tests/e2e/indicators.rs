@@ -6,20 +6,11 @@ use std::time::Duration;
 
 use lazaret_core::bundle::BundleKind;
 use lazaret_tests::fleet::{Placement, TestFleet};
-use lazaret_tests::{BUSYBOX_IMAGE, TestContainers, ensure_busybox_image, init_tracing};
+use lazaret_tests::{
+    BUSYBOX_IMAGE, TestContainers, ensure_busybox_image, init_tracing, wait_until,
+};
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + DEADLINE;
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what}: not after {DEADLINE:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 #[test]
 fn an_indicators_bundle_sweeps_running_containers() {
@@ -73,7 +64,7 @@ fn an_indicators_bundle_sweeps_running_containers() {
     fleet
         .json(0, &["bundle", "apply", bundle.to_str().unwrap()])
         .unwrap();
-    wait_until("the running container is quarantined", paused);
+    wait_until("the running container is quarantined", DEADLINE, paused);
     let quarantines = fleet.json(0, &["quarantines"]).unwrap();
     let record = quarantines
         .as_array()

@@ -6,6 +6,7 @@ mod conformance;
 mod containerd;
 mod containerd_zoo;
 mod controller;
+mod detections;
 mod fleet;
 mod harness;
 mod indicators;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lazaret_core::ContainerId;
+use lazaret_core::detection::ContainerDetection;
 use lazaret_core::indicator::index::IndicatorIndex;
 use lazaret_core::policy::PolicySet;
 use lazaret_core::quarantine::{QuarantineRecord, QuarantineRequest};
@@ -13,6 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use super::Enforcer;
+use super::detect::DetectOutcome;
 use crate::enforce::quarantine::{QuarantineError, QuarantineResult, mode_name};
 use crate::runtime::RuntimeError;
 
@@ -48,6 +50,10 @@ pub(super) enum Command {
         index: Arc<IndicatorIndex>,
         origin: String,
         reply: oneshot::Sender<()>,
+    },
+    Detect {
+        found: ContainerDetection,
+        reply: oneshot::Sender<DetectOutcome>,
     },
 }
 
@@ -152,6 +158,13 @@ impl EnforcerHandle {
         answer.await.map_err(|_| stopped())
     }
 
+    /// Answers a detection (see [`super::detect`]).
+    pub async fn detect(&self, found: ContainerDetection) -> QuarantineResult<DetectOutcome> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Detect { found, reply }).await?;
+        answer.await.map_err(|_| stopped())
+    }
+
     async fn send(&self, command: Command) -> QuarantineResult<()> {
         self.commands.send(command).await.map_err(|_| stopped())
     }
@@ -241,6 +254,12 @@ impl Enforcer {
                 self.install(set);
                 let _unasked = reply.send(());
                 self.judge_again().await;
+            }
+            Command::Detect { found, reply } => {
+                let rule = found.detection.rule.clone();
+                let outcome = self.detect(found).await;
+                info!(%rule, outcome = outcome.as_str(), "detection answered");
+                let _unasked = reply.send(outcome);
             }
             Command::UseIndicators {
                 index,
