@@ -216,6 +216,13 @@ pub(crate) enum Command {
     /// see the fleet converge (docs/bundles.md).
     #[command(subcommand)]
     Bundle(bundle::BundleCommand),
+    /// What detectors (Falco, `ReportDetection`) reported and what was done about each
+    /// (docs/detections.md): every agent's through the controller, or one agent's.
+    Detections {
+        /// Only this node's (controller).
+        #[arg(long)]
+        node: Option<String>,
+    },
     /// Threat indicators (docs/bundles.md), through the controller.
     #[command(subcommand)]
     Indicators(IndicatorsCommand),

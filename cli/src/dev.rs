@@ -8,6 +8,9 @@
 //! trust one dev bundle-signing key, `DIR/keys/dev-signing.key` (`LAZARET_SIGNING_KEY`), so a
 //! bundle signed with it and applied to any agent reaches all. The controller joins last (API on
 //! 7400, `LAZARET_CONTROLLER`), with the same key to sign what operators apply through it.
+//! Every agent takes Falco alerts on its own loopback port (8765 upward; node-1's is
+//! `LAZARET_DETECTIONS`) with the token in `DIR/detections.token` (`LAZARET_DETECTIONS_TOKEN`), and
+//! enforces `DIR/policies/dev-response.yaml`: Critical and above cut and pause the container.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -24,6 +27,14 @@ const BASE_API_PORT: u16 = 7443;
 const BASE_METRICS_PORT: u16 = 9464;
 /// The first agent's gossip (UDP) port, likewise.
 const BASE_GOSSIP_PORT: u16 = 7946;
+/// The first agent's detections intake port, likewise.
+const BASE_DETECTIONS_PORT: u16 = 8765;
+/// The response every dev agent enforces: a Falco alert of priority Critical or above about one
+/// of its containers cuts and pauses it for an hour.
+const DEV_RESPONSE: &str = "apiVersion: lazaret.dev/v1\nkind: Response\nname: dev-falco-critical\n\
+    description: A Falco alert of priority Critical or above cuts and pauses the container for an hour.\n\
+    mode: enforce\nmatch: {sources: [falco], min_severity: critical}\n\
+    actions: [network-cut, pause]\nttl: 1h\n";
 /// Gossip interval of the dev fleet: quicker than the 1 s default, for a snappy demo.
 const DEV_GOSSIP_INTERVAL: &str = "250ms";
 /// The controller's API port (or a free one), and its gossip port.
@@ -36,6 +47,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 struct DevAgent {
     node: String,
     api: String,
+    /// Where its detections intake listens (empty for the controller).
+    detections: String,
     metrics: String,
     log: PathBuf,
     child: Child,
@@ -66,6 +79,10 @@ struct Fleet<'a> {
     dir: &'a Path,
     pki_dir: &'a Path,
     policy_dirs: &'a [PathBuf],
+    /// The dev response policy's directory, enforced by every agent.
+    response_dir: &'a Path,
+    /// The detections intake's token file.
+    token_file: &'a Path,
     trusted_key: &'a Path,
     /// The dev signing key (the controller signs with it).
     signing_key: &'a Path,
@@ -121,6 +138,7 @@ fn start_controller(fleet: &Fleet<'_>) -> anyhow::Result<DevAgent> {
     Ok(DevAgent {
         node: "controller".into(),
         api,
+        detections: String::new(),
         metrics: String::new(),
         log,
         child,
@@ -133,6 +151,7 @@ fn start_agent(fleet: &mut Fleet<'_>, index: usize) -> anyhow::Result<DevAgent> 
     let api = format!("127.0.0.1:{}", port_from(BASE_API_PORT + offset)?);
     let metrics = format!("127.0.0.1:{}", port_from(BASE_METRICS_PORT + offset)?);
     let gossip = format!("127.0.0.1:{}", udp_port_from(BASE_GOSSIP_PORT + offset)?);
+    let detections = format!("127.0.0.1:{}", port_from(BASE_DETECTIONS_PORT + offset)?);
     let seed = fleet.seed.get_or_insert_with(|| gossip.clone()).clone();
     let home = fleet.dir.join(&node);
     std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
@@ -142,9 +161,11 @@ fn start_agent(fleet: &mut Fleet<'_>, index: usize) -> anyhow::Result<DevAgent> 
         format!(
             "node_name = \"{node}\"\n[watch]\nclaim_unlabelled = {}\n\
              [gossip]\nlisten = \"{gossip}\"\nseeds = [\"{seed}\"]\ninterval = \"{DEV_GOSSIP_INTERVAL}\"\n\
-             [bundles]\ntrusted_keys = [{:?}]\n",
+             [bundles]\ntrusted_keys = [{:?}]\n\
+             [detections]\nlisten = \"{detections}\"\ntoken_file = {:?}\n",
             index == 1,
             fleet.trusted_key.display().to_string(),
+            fleet.token_file.display().to_string(),
         ),
     )
     .with_context(|| format!("cannot write {}", config.display()))?;
@@ -160,6 +181,7 @@ fn start_agent(fleet: &mut Fleet<'_>, index: usize) -> anyhow::Result<DevAgent> 
         .arg(fleet.pki_dir)
         .arg("--state-dir")
         .arg(home.join("state"));
+    command.arg("--policy-dir").arg(fleet.response_dir);
     for policies in fleet.policy_dirs {
         command.arg("--policy-dir").arg(policies);
     }
@@ -172,6 +194,7 @@ fn start_agent(fleet: &mut Fleet<'_>, index: usize) -> anyhow::Result<DevAgent> 
     Ok(DevAgent {
         node,
         api,
+        detections,
         metrics,
         log,
         child,
@@ -240,17 +263,20 @@ fn env_file(
     controller: &DevAgent,
     pki_dir: &Path,
     signing_key: &Path,
+    token: &str,
 ) -> String {
     let join = |pick: fn(&DevAgent) -> &str| agents.iter().map(pick).collect::<Vec<_>>().join(",");
     format!(
         "export LAZARET_CONTROLLER={}\nexport LAZARET_AGENT={}\nexport LAZARET_AGENTS={}\n\
-         export LAZARET_NODES={}\nexport LAZARET_TLS_DIR={}\nexport LAZARET_SIGNING_KEY={}\n",
+         export LAZARET_NODES={}\nexport LAZARET_TLS_DIR={}\nexport LAZARET_SIGNING_KEY={}\n\
+         export LAZARET_DETECTIONS=http://{}/falco\nexport LAZARET_DETECTIONS_TOKEN={token}\n",
         controller.api,
         agents[0].api,
         join(|agent| &agent.api),
         join(|agent| &agent.node),
         pki_dir.display(),
-        signing_key.display()
+        signing_key.display(),
+        agents[0].detections,
     )
 }
 
@@ -278,10 +304,20 @@ async fn run(dir: &Path, count: usize, policy_dirs: &[PathBuf]) -> anyhow::Resul
     if !signing_key.exists() {
         signing::keygen(&key_base)?;
     }
+    let token_file = dir.join("detections.token");
+    if !token_file.exists() {
+        pki::write_secret(&token_file, &random_token()?)?;
+    }
+    let token = std::fs::read_to_string(&token_file)?.trim().to_string();
+    let response_dir = dir.join("policies");
+    std::fs::create_dir_all(&response_dir)?;
+    std::fs::write(response_dir.join("dev-response.yaml"), DEV_RESPONSE)?;
     let mut fleet = Fleet {
         dir: &dir,
         pki_dir: &pki_dir,
         policy_dirs,
+        response_dir: &response_dir,
+        token_file: &token_file,
         trusted_key: &trusted_key,
         signing_key: &signing_key,
         seed: None,
@@ -313,8 +349,11 @@ async fn run(dir: &Path, count: usize, policy_dirs: &[PathBuf]) -> anyhow::Resul
     }
     let controller = agents.pop().expect("the controller was pushed last");
     let env = dir.join("env");
-    std::fs::write(&env, env_file(&agents, &controller, &pki_dir, &signing_key))
-        .with_context(|| format!("cannot write {}", env.display()))?;
+    std::fs::write(
+        &env,
+        env_file(&agents, &controller, &pki_dir, &signing_key, &token),
+    )
+    .with_context(|| format!("cannot write {}", env.display()))?;
     println!(
         "Lazaret dev fleet is up ({count} agent(s) on this machine's engine, and a controller):"
     );
@@ -339,6 +378,10 @@ async fn run(dir: &Path, count: usize, policy_dirs: &[PathBuf]) -> anyhow::Resul
     println!("  lazaretctl containers");
     println!("  lazaretctl quarantine NAME --reason \"why\"     # cut the network and pause");
     println!("  lazaretctl events --follow");
+    println!(
+        "  curl -H \"Authorization: Bearer $LAZARET_DETECTIONS_TOKEN\" -d @falco-alert.json $LAZARET_DETECTIONS"
+    );
+    println!("  lazaretctl detections                        # what Falco reported, what was done");
     println!("  lazaretctl release NAME --reason \"why\"");
     println!(
         "  lazaretctl bundle sign --kind policies --key $LAZARET_SIGNING_KEY --out p.bundle deploy/policies/"
@@ -366,6 +409,14 @@ async fn run(dir: &Path, count: usize, policy_dirs: &[PathBuf]) -> anyhow::Resul
     }
     stop(&mut agents);
     Ok(())
+}
+
+/// 32 random bytes as hex: the dev detections token.
+fn random_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| anyhow::anyhow!("no randomness for the detections token"))?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
 /// SIGTERM every agent, then waits for each (a few seconds at most, then SIGKILL).

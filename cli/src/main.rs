@@ -11,6 +11,7 @@ mod agent;
 mod args;
 mod bundle;
 mod client;
+mod detections;
 mod dev;
 mod fleet;
 mod fleet_audit;
@@ -107,6 +108,10 @@ fn main() -> ExitCode {
                 bundle::apply(&target, output, path).await
             }))
         }
+        Command::Detections { node: Some(_) } if !fleet => needs_controller(),
+        Command::Detections { node } => online(Box::pin(async move {
+            detections::list(&target, output, node.unwrap_or_default()).await
+        })),
         Command::Nodes if fleet => {
             online(Box::pin(async move { fleet::nodes(&target, output).await }))
         }

@@ -420,7 +420,7 @@ fn the_readme_quick_start_brings_a_fleet_up_quarantines_and_stops_on_ctrl_c() {
     let fleet = &mut fleet.0;
     let env_path = fleet_dir.join("env");
     let deadline = std::time::Instant::now() + DEADLINE;
-    while dev_env(&env_path).len() < 6 {
+    while dev_env(&env_path).len() < 8 {
         assert!(std::time::Instant::now() < deadline, "dev up wrote no env");
         assert!(fleet.try_wait().unwrap().is_none(), "dev up exited early");
         std::thread::sleep(Duration::from_millis(200));
@@ -435,7 +435,9 @@ fn the_readme_quick_start_brings_a_fleet_up_quarantines_and_stops_on_ctrl_c() {
             "LAZARET_AGENTS",
             "LAZARET_NODES",
             "LAZARET_TLS_DIR",
-            "LAZARET_SIGNING_KEY"
+            "LAZARET_SIGNING_KEY",
+            "LAZARET_DETECTIONS",
+            "LAZARET_DETECTIONS_TOKEN"
         ]
     );
     // What a user who ran `source DIR/env` types: through the controller.

@@ -173,6 +173,24 @@ fn a_falco_alert_with_the_token_quarantines_its_container_once() {
         "unmatched",
         "{body}"
     );
+    // `lazaretctl detections` shows each with what was done.
+    let listed = fleet.json(0, &["detections"]).unwrap();
+    let outcomes: Vec<(&str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|record| {
+            (
+                record["action"].as_str().unwrap_or_default(),
+                record["outcome"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(outcomes.contains(&("quarantine", "applied")), "{listed}");
+    assert!(
+        outcomes.iter().any(|(_, outcome)| outcome.starts_with("repeated")),
+        "{listed}"
+    );
     let audit = fleet.json(0, &["audit"]).unwrap();
     assert!(
         audit.as_array().unwrap().iter().any(|record| {

@@ -6,7 +6,8 @@
 //! beside the raw pause, and (3) the network cut and restore ([`enforce`]); (4) the CLI
 //! quarantine round trip ([`cli`]); (5) the agent process's RSS and idle CPU ([`footprint`]);
 //! (6) fleet convergence over gossip, a 10k-indicator bundle, idle gossip bandwidth ([`fleet`]);
-//! (7) quarantine through the controller and the fleet-wide switch ([`controller`]).
+//! (7) quarantine through the controller and the fleet-wide switch ([`controller`]);
+//! (8) a Falco alert → enforced ([`detect`]).
 //! Every container it makes carries the test label and is removed at the end.
 
 use std::collections::HashMap;
@@ -41,7 +42,7 @@ struct Args {
     #[arg(long, default_value = "network-cut, pause")]
     enforce_actions: String,
     /// Run only these scenarios (comma-separated: create, enforce, cut, cli, footprint, fleet,
-    /// controller);
+    /// controller, detect);
     /// all if unset.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -92,6 +93,7 @@ struct Args {
 
 mod cli;
 mod controller;
+mod detect;
 mod enforce;
 mod fleet;
 mod footprint;
@@ -153,6 +155,9 @@ async fn run_all(
     }
     if runs("cli") {
         measurements.extend(cli::cli_round_trip(args, docker, run_label).await?);
+    }
+    if runs("detect") {
+        measurements.extend(detect::alert_to_enforced(args, docker, run_label).await?);
     }
     if runs("controller") {
         measurements.extend(controller::controller(args, docker, run_label).await?);
