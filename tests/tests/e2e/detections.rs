@@ -188,7 +188,9 @@ fn a_falco_alert_with_the_token_quarantines_its_container_once() {
         .collect();
     assert!(outcomes.contains(&("quarantine", "applied")), "{listed}");
     assert!(
-        outcomes.iter().any(|(_, outcome)| outcome.starts_with("repeated")),
+        outcomes
+            .iter()
+            .any(|(_, outcome)| outcome.starts_with("repeated")),
         "{listed}"
     );
     let audit = fleet.json(0, &["audit"]).unwrap();
