@@ -262,6 +262,9 @@ pub async fn start(
             agent.gossip = Some(gossip);
         }
     }
+    if config.detections.is_some() && agent.detections.is_none() {
+        warn!("detections.listen is set, but enforcement does not run (no policies, no API): the intake is off");
+    }
     Ok(agent)
 }
 

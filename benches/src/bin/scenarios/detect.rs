@@ -64,7 +64,7 @@ pub async fn alert_to_enforced(
     raw.metrics.listen = String::new();
     raw.api.listen = String::new();
     raw.state.dir = state.path().join("state");
-    raw.policies.dirs = vec![policies];
+    raw.policies.dirs = vec![policies.clone()];
     raw.detections.listen = format!("127.0.0.1:{port}");
     raw.detections.token_file = token;
     // Each round is a new container: the dedup window never holds one back.
@@ -72,7 +72,11 @@ pub async fn alert_to_enforced(
     let config = raw.validate()?;
     let shutdown = CancellationToken::new();
     let runtimes = app::runtimes_from_config(&config);
-    let agent = app::start(&config, runtimes, None, shutdown.clone()).await?;
+    let sources = lazaret_core::policy::files::read_sources(&[policies])
+        .map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let set = lazaret_core::policy::PolicySet::load(&sources)
+        .map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let agent = app::start(&config, runtimes, Some(set), shutdown.clone()).await?;
     let address = agent
         .detections
         .context("the intake did not start")?
