@@ -263,7 +263,9 @@ pub async fn start(
         }
     }
     if config.detections.is_some() && agent.detections.is_none() {
-        warn!("detections.listen is set, but enforcement does not run (no policies, no API): the intake is off");
+        warn!(
+            "detections.listen is set, but enforcement does not run (no policies, no API): the intake is off"
+        );
     }
     Ok(agent)
 }
