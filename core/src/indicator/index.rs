@@ -318,4 +318,44 @@ mod tests {
         );
         assert!(index.find(IndicatorKind::ProcessName, &container).is_none());
     }
+
+    #[test]
+    fn an_indicator_rule_can_ask_for_a_minimum_severity() {
+        let index = index();
+        let mut container = ContainerInfo::unknown(ContainerId::new("c1"), RuntimeKind::Docker);
+        container.image_id = format!("sha256:{}", "ab".repeat(32));
+        let verdict = |minimum: &str| {
+            let text = format!(
+                "apiVersion: lazaret.dev/v1\nkind: Policy\nname: iocs\nmode: enforce\n\
+                 rules: [{{indicator: [image-id], min_severity: {minimum}}}]\nactions: [pause]\n"
+            );
+            let set =
+                crate::policy::PolicySet::load(&[crate::policy::PolicySource::new("p.yaml", text)])
+                    .unwrap();
+            crate::policy::judge(
+                &set,
+                &crate::policy::JudgeInput {
+                    container: &container,
+                    posture: &[],
+                    indicators: &index,
+                    is_exempt: &|_| false,
+                },
+            )
+            .enforcing_policy
+        };
+        assert_eq!(
+            verdict("high").as_deref(),
+            Some("iocs"),
+            "a high indicator counts"
+        );
+        assert_eq!(verdict("critical"), None, "not critical enough");
+        let misplaced = "apiVersion: lazaret.dev/v1\nkind: Policy\nname: p\n\
+            rules: [{check: privileged, min_severity: high}]\n";
+        assert!(
+            crate::policy::PolicySet::load(&[crate::policy::PolicySource::new(
+                "p.yaml", misplaced
+            )])
+            .is_err()
+        );
+    }
 }

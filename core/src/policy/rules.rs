@@ -107,6 +107,8 @@ struct RawRule {
     capabilities: Option<Vec<String>>,
     registries: Option<Vec<String>>,
     indicator: Option<Vec<IndicatorKind>>,
+    /// With `indicator`: only indicators of at least this severity count.
+    min_severity: Option<Severity>,
     expr: Option<CelExpression>,
 }
 
@@ -123,8 +125,11 @@ pub enum Rule {
     Privileged,
     /// The image comes from none of these registries (or registry paths).
     ImageNotFrom { registries: Vec<String> },
-    /// An indicator of one of these kinds matches the container.
-    Indicator { kinds: Vec<IndicatorKind> },
+    /// An indicator of one of these kinds (and at least `min_severity`) matches the container.
+    Indicator {
+        kinds: Vec<IndicatorKind>,
+        min_severity: Option<Severity>,
+    },
     /// A CEL expression over `container` is true.
     Expr(CelExpression),
 }
@@ -141,6 +146,9 @@ impl TryFrom<RawRule> for Rule {
         if given.iter().filter(|given| **given).count() != 1 {
             return Err("a rule needs exactly one of `check`, `indicator` or `expr`".into());
         }
+        if raw.min_severity.is_some() && raw.indicator.is_none() {
+            return Err("`min_severity` goes with `indicator` only".into());
+        }
         if let Some(expr) = raw.expr {
             return no_parameters(&raw.capabilities, &raw.registries, "expr")
                 .map(|()| Rule::Expr(expr));
@@ -149,8 +157,12 @@ impl TryFrom<RawRule> for Rule {
             if kinds.is_empty() {
                 return Err("`indicator` needs at least one type: image-id, image-digest, image-ref, process-name, exe-sha256, ip".into());
             }
-            return no_parameters(&raw.capabilities, &raw.registries, "indicator")
-                .map(|()| Rule::Indicator { kinds });
+            return no_parameters(&raw.capabilities, &raw.registries, "indicator").map(|()| {
+                Rule::Indicator {
+                    kinds,
+                    min_severity: raw.min_severity,
+                }
+            });
         }
         let Some(CheckName(id)) = raw.check else {
             return Err("a rule needs exactly one of `check`, `indicator` or `expr`".into());
@@ -250,9 +262,15 @@ impl Rule {
             Rule::Check { id, .. } => format!("check {id}"),
             Rule::Privileged => "check privileged".into(),
             Rule::ImageNotFrom { .. } => "check image-not-from".into(),
-            Rule::Indicator { kinds } => {
+            Rule::Indicator {
+                kinds,
+                min_severity,
+            } => {
                 let kinds: Vec<String> = kinds.iter().map(ToString::to_string).collect();
-                format!("indicator [{}]", kinds.join(", "))
+                match min_severity {
+                    Some(severity) => format!("indicator [{}] >= {severity}", kinds.join(", ")),
+                    None => format!("indicator [{}]", kinds.join(", ")),
+                }
             }
             Rule::Expr(expression) => format!("expr {}", expression.source()),
         }
@@ -275,9 +293,13 @@ impl Rule {
             Rule::ImageNotFrom { registries } => {
                 evaluate_image_origin(&inputs.container.image, registries)
             }
-            Rule::Indicator { kinds } => kinds
+            Rule::Indicator {
+                kinds,
+                min_severity,
+            } => kinds
                 .iter()
-                .find_map(|kind| inputs.indicators.find(*kind, inputs.container))
+                .filter_map(|kind| inputs.indicators.find(*kind, inputs.container))
+                .find(|hit| min_severity.is_none_or(|minimum| hit.severity >= minimum))
                 .map_or(RuleOutcome::Clear, |hit| {
                     RuleOutcome::Violated(Arc::from(format!(
                         "{} {} matches indicator {}",
