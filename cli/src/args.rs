@@ -274,8 +274,34 @@ pub(crate) enum PolicyCommand {
     },
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum ImportFormat {
+    /// `TYPE VALUE [SEVERITY]` per line, `#` comments.
+    List,
+    /// A STIX 2.1 bundle (indicator objects; the pattern subset in docs/detections.md).
+    Stix,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum IndicatorsCommand {
+    /// Convert a plain list or a STIX 2.1 bundle into an indicators file (offline): every entry
+    /// that cannot be imported is listed with why. Roll the file out with `indicators apply`, or
+    /// sign it with `bundle sign --kind indicators`.
+    Import {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = ImportFormat::List)]
+        format: ImportFormat,
+        /// The indicators' source (who says so), default the file's name.
+        #[arg(long)]
+        source: Option<String>,
+        /// Where to write the indicators file (YAML).
+        #[arg(long, value_name = "FILE", required_unless_present = "dry_run")]
+        out: Option<PathBuf>,
+        /// Only report what would be imported and what not.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Roll indicator files out through the controller, like `policy apply` (admin role).
     Apply {
         #[arg(required = true, value_name = "FILE|DIR")]

@@ -15,6 +15,7 @@ mod detections;
 mod dev;
 mod fleet;
 mod fleet_audit;
+mod import;
 mod policy;
 mod rollout;
 
@@ -64,6 +65,13 @@ fn main() -> ExitCode {
             })),
             Err(code) => code,
         },
+        Command::Indicators(IndicatorsCommand::Import {
+            file,
+            format,
+            source,
+            out,
+            dry_run,
+        }) => import::run(&file, format, source, out.filter(|_| !dry_run), output),
         Command::Policy(PolicyCommand::Apply {
             paths,
             canary,

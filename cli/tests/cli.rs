@@ -115,3 +115,68 @@ fn completions_cover_the_commands_and_an_unreachable_agent_exits_3() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("lazaretctl pki init"), "{stderr}");
 }
+
+#[test]
+fn a_stix_bundle_is_imported_as_far_as_it_goes_and_the_rest_is_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let stix = dir.path().join("feed.json");
+    std::fs::write(
+        &stix,
+        serde_json::json!({
+            "type": "bundle",
+            "id": "bundle--e2e",
+            "objects": [
+                {"type": "indicator", "id": "indicator--c2", "pattern_type": "stix",
+                 "pattern": "[ipv4-addr:value = '198.51.100.7']"},
+                {"type": "indicator", "id": "indicator--miner", "pattern_type": "stix",
+                 "pattern": "[process:image_ref.name = 'xmrig']"},
+                {"type": "indicator", "id": "indicator--domain", "pattern_type": "stix",
+                 "pattern": "[domain-name:value = 'evil.example']"}
+            ]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = dir.path().join("feed.yaml");
+    let output = Command::cargo_bin("lazaretctl")
+        .unwrap()
+        .args([
+            "indicators",
+            "import",
+            "--format",
+            "stix",
+            "-o",
+            "json",
+            "--out",
+        ])
+        .arg(&out)
+        .arg(&stix)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["imported"], 2, "{report}");
+    assert_eq!(report["skipped"][0]["at"], "indicator--domain", "{report}");
+    // The file is a valid indicators document: it signs.
+    let key = dir.path().join("key");
+    lazaretctl::signing::keygen(&key).unwrap();
+    let (private, _) = lazaretctl::signing::key_paths(&key);
+    let signed = Command::cargo_bin("lazaretctl")
+        .unwrap()
+        .args(["bundle", "sign", "--kind", "indicators", "--key"])
+        .arg(&private)
+        .arg("--out")
+        .arg(dir.path().join("feed.bundle"))
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+}

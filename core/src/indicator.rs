@@ -17,6 +17,7 @@
 //! rather than half applied. [`index::IndicatorIndex`] looks them up fast; the agent's matching
 //! of what runs inside containers comes with [8/11].
 
+pub mod import;
 pub mod index;
 
 use std::collections::BTreeSet;
