@@ -284,6 +284,10 @@ pub(crate) enum ImportFormat {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum IndicatorsCommand {
+    /// The indicators the fleet enforces (its newest indicators bundle), through the controller.
+    List,
+    /// How many indicators the fleet enforces, by type and severity, through the controller.
+    Stats,
     /// Convert a plain list or a STIX 2.1 bundle into an indicators file (offline): every entry
     /// that cannot be imported is listed with why. Roll the file out with `indicators apply`, or
     /// sign it with `bundle sign --kind indicators`.

@@ -16,6 +16,7 @@ mod dev;
 mod fleet;
 mod fleet_audit;
 mod import;
+mod indicators;
 mod policy;
 mod rollout;
 
@@ -65,6 +66,16 @@ fn main() -> ExitCode {
             })),
             Err(code) => code,
         },
+        Command::Indicators(IndicatorsCommand::List) if fleet => {
+            online(Box::pin(
+                async move { indicators::list(&target, output).await },
+            ))
+        }
+        Command::Indicators(IndicatorsCommand::Stats) if fleet => {
+            online(Box::pin(
+                async move { indicators::stats(&target, output).await },
+            ))
+        }
         Command::Indicators(IndicatorsCommand::Import {
             file,
             format,

@@ -169,7 +169,7 @@ pub fn render_applied(applied: &v1::ApplyContentResponse) -> String {
 }
 
 /// The fleet's newest bundle of `kind` (as a live agent serves it), parsed.
-async fn fleet_bundle(
+pub(crate) async fn fleet_bundle(
     target: &Target,
     kind: BundleKind,
 ) -> Result<(String, SignedBundle), Failure> {

@@ -468,6 +468,23 @@ fn automated_quarantines_past_the_fleet_budget_flip_every_agent_to_audit_only() 
     fleet
         .fleet_json(&["policy", "apply", policies.to_str().unwrap()])
         .unwrap();
+    // Indicators through the controller: signed by it, acked by all, listed back.
+    let indicators = fleet.dir().join("indicators");
+    std::fs::create_dir(&indicators).unwrap();
+    std::fs::write(
+        indicators.join("intel.yaml"),
+        "apiVersion: lazaret.dev/v1\nkind: Indicators\nsource: e2e\nindicators:\n\
+         - {id: miner, type: process-name, value: xmrig-e2e, severity: critical}\n",
+    )
+    .unwrap();
+    let applied = fleet
+        .fleet_json(&["indicators", "apply", indicators.to_str().unwrap()])
+        .unwrap();
+    assert_eq!(applied["acked"], 3, "{applied}");
+    let stats = fleet.fleet_json(&["indicators", "stats"]).unwrap();
+    assert_eq!(stats["total"], 1, "{stats}");
+    assert_eq!(stats["by_type"]["process-name"], 1, "{stats}");
+
     // Two automated quarantines on two nodes: over a budget of one.
     wait_until("both quarantined", DEADLINE, || {
         paused(&containers, &first) && paused(&containers, &second)
