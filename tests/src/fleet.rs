@@ -399,3 +399,43 @@ impl TestFleet {
         Ok(metric_value(&text, series))
     }
 }
+
+/// A policy pausing this run's containers labelled `lazaret.fleet=<value>`.
+pub fn policy(dir: &Path, containers: &crate::TestContainers, value: &str) -> PathBuf {
+    let path = dir.join(format!("fleet-{value}.yaml"));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: lazaret.dev/v1\nkind: Policy\nname: fleet-{value}\nmode: enforce\n\
+             match:\n  labels: {{lazaret.test: \"{}\", lazaret.fleet: \"{value}\"}}\n\
+             rules: [{{expr: \"true\"}}]\nactions: [pause]\n",
+            containers.run_id()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Starts a container owned by `node`, labelled `lazaret.fleet=<value>`.
+pub fn owned(containers: &crate::TestContainers, suffix: &str, node: &str, value: &str) -> String {
+    let node_label = format!("lazaret.io/node={node}");
+    let fleet_label = format!("lazaret.fleet={value}");
+    containers
+        .run(
+            suffix,
+            &[
+                "--label",
+                &node_label,
+                "--label",
+                &fleet_label,
+                crate::BUSYBOX_IMAGE,
+                "sleep",
+                "600",
+            ],
+        )
+        .unwrap()
+}
+
+pub fn paused(containers: &crate::TestContainers, id: &str) -> bool {
+    containers.field(id, "{{.State.Paused}}").unwrap() == "true"
+}

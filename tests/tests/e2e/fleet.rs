@@ -6,59 +6,16 @@
 //!
 //! Deadlines are generous; nothing here measures time (benches/ does).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use lazaret_agent::gossip::identity::NodeSigner;
 use lazaret_core::bundle::{BundleDigest, BundleStamp};
 use lazaret_core::gossip::{GossipKey, NodeValue};
-use lazaret_tests::fleet::{Placement, TestFleet};
-use lazaret_tests::{
-    BUSYBOX_IMAGE, NetNs, TestContainers, ensure_busybox_image, init_tracing, wait_until,
-};
+use lazaret_tests::fleet::{Placement, TestFleet, owned, paused, policy};
+use lazaret_tests::{NetNs, TestContainers, ensure_busybox_image, init_tracing, wait_until};
 
 const CONVERGE: Duration = Duration::from_secs(90);
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// A policy pausing this run's containers labelled `lazaret.fleet=<value>`.
-fn policy(dir: &std::path::Path, containers: &TestContainers, value: &str) -> PathBuf {
-    let path = dir.join(format!("fleet-{value}.yaml"));
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: lazaret.dev/v1\nkind: Policy\nname: fleet-{value}\nmode: enforce\n\
-             match:\n  labels: {{lazaret.test: \"{}\", lazaret.fleet: \"{value}\"}}\n\
-             rules: [{{expr: \"true\"}}]\nactions: [pause]\n",
-            containers.run_id()
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// Starts a container owned by `node`, labelled `lazaret.fleet=<value>`.
-fn owned(containers: &TestContainers, suffix: &str, node: &str, value: &str) -> String {
-    let node_label = format!("lazaret.io/node={node}");
-    let fleet_label = format!("lazaret.fleet={value}");
-    containers
-        .run(
-            suffix,
-            &[
-                "--label",
-                &node_label,
-                "--label",
-                &fleet_label,
-                BUSYBOX_IMAGE,
-                "sleep",
-                "600",
-            ],
-        )
-        .unwrap()
-}
-
-fn paused(containers: &TestContainers, id: &str) -> bool {
-    containers.field(id, "{{.State.Paused}}").unwrap() == "true"
-}
 
 /// The nodes whose `quarantines` list `id` applied.
 fn enforcers(fleet: &TestFleet, id: &str) -> Vec<String> {
