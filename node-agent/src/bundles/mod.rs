@@ -120,6 +120,8 @@ pub struct BundleBook {
     store: Store,
     metrics: FleetMetrics,
     held: RwLock<BTreeMap<BundleKind, Held>>,
+    /// The held indicators bundle, indexed once when it was taken (empty without one).
+    indicators: RwLock<Arc<IndicatorIndex>>,
     /// The highest stamp ever accepted per kind (the anti-rollback floor); ≥ what is held.
     floor: RwLock<BTreeMap<BundleKind, BundleStamp>>,
     /// Offers run one at a time.
@@ -172,6 +174,7 @@ impl BundleBook {
             trusted,
             store,
             metrics,
+            indicators: RwLock::new(Arc::new(index_of(held.get(&BundleKind::Indicators)))),
             held: RwLock::new(held),
             floor: RwLock::new(floor),
             offers: Mutex::new(()),
@@ -188,14 +191,10 @@ impl BundleBook {
     /// The indicators of the held indicators bundle, indexed now, for the enforcement task's
     /// start (an empty index without one).
     pub fn indicators(&self) -> Arc<IndicatorIndex> {
-        let set = self
-            .held(BundleKind::Indicators)
-            .and_then(|held| match held.bundle.content() {
-                Ok(BundleContent::Indicators(set)) => Some(set),
-                _ => None,
-            })
-            .unwrap_or_default();
-        Arc::new(IndicatorIndex::build(&set, chrono::Utc::now().timestamp()))
+        self.indicators
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The policies of the held policies bundle, for the enforcement task's start.
@@ -353,6 +352,13 @@ impl BundleBook {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(kind, stamp);
+        // Indicators are indexed once, here: the enforcement task and readers share the index.
+        let indicators = match &content {
+            BundleContent::Indicators(set) => {
+                Some(Arc::new(IndicatorIndex::build(set, now_unix())))
+            }
+            BundleContent::Policies(_) => None,
+        };
         let enforcer = self
             .enforcer
             .lock()
@@ -360,18 +366,24 @@ impl BundleBook {
             .clone();
         if let Some(enforcer) = enforcer {
             let origin = format!("bundle {stamp}");
-            let taken = match content {
-                BundleContent::Policies(set) => enforcer.use_policies(set, origin).await,
-                BundleContent::Indicators(set) => {
-                    let index = IndicatorIndex::build(&set, chrono::Utc::now().timestamp());
-                    enforcer.use_indicators(Arc::new(index), origin).await
+            let taken = match (content, &indicators) {
+                (BundleContent::Policies(set), _) => enforcer.use_policies(set, origin).await,
+                (BundleContent::Indicators(_), Some(index)) => {
+                    enforcer.use_indicators(index.clone(), origin).await
                 }
+                (BundleContent::Indicators(_), None) => Ok(()),
             };
             taken.map_err(|error| {
                 OfferError::Internal(format!(
                     "stored, but the enforcement task did not take it: {error}"
                 ))
             })?;
+        }
+        if let Some(index) = indicators {
+            *self
+                .indicators
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = index;
         }
         self.metrics
             .set_bundle_in_force(kind, stamp.version, bundle.expires);
@@ -418,6 +430,21 @@ impl BundleBook {
             error!("cannot audit a bundle change");
         }
     }
+}
+
+fn now_unix() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// The index of a held indicators bundle (empty without one).
+fn index_of(held: Option<&Held>) -> IndicatorIndex {
+    let set = held
+        .and_then(|held| match held.bundle.content() {
+            Ok(BundleContent::Indicators(set)) => Some(set),
+            _ => None,
+        })
+        .unwrap_or_default();
+    IndicatorIndex::build(&set, now_unix())
 }
 
 /// Parses and verifies stored bytes of `kind`.
