@@ -14,11 +14,12 @@
 //!
 //! This module parses and validates such documents whole (a bad entry rejects the document, with
 //! the file and the entry named), so a bundle is refused before signing and again at every agent
-//! rather than half applied. [`index::IndicatorIndex`] looks them up fast; the agent's matching
-//! of what runs inside containers comes with [8/11].
+//! rather than half applied. [`index::IndicatorIndex`] looks them up fast; [`observed`] holds what
+//! the agent saw inside running containers, matched against the same index.
 
 pub mod import;
 pub mod index;
+pub mod observed;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

@@ -142,6 +142,11 @@ pub async fn start(
     )
     .await?;
     let Some(store) = store else {
+        if config.detections.is_some() {
+            warn!(
+                "[detections] is set, but enforcement does not run (no policies, no API): the intake is off"
+            );
+        }
         return Ok(agent);
     };
     let kinds = enforcing.kinds();
@@ -214,13 +219,24 @@ pub async fn start(
         starts_receiver,
         shutdown.clone(),
     ));
+    let scanner = crate::scan::Scanner {
+        settings: config.scan,
+        procfs: crate::scan::procfs::ProcFs::default(),
+        inventory: agent.inventory.snapshots.clone(),
+        book: book.clone(),
+        enforcer: commands.clone(),
+        metrics: agent.metrics.scan.clone(),
+    };
+    agent.tasks.spawn(scanner.run(shutdown.clone()));
     if let Some(intake) = &config.detections {
-        let (bound, task) =
+        let (bound, tasks) =
             crate::detections::serve(intake, commands.clone(), shutdown.clone()).await?;
-        agent.detections = Some(bound);
-        agent.tasks.spawn(async move {
-            let _served = task.await;
-        });
+        agent.detections = bound;
+        for task in tasks {
+            agent.tasks.spawn(async move {
+                let _served = task.await;
+            });
+        }
     }
     if let Some(settings) = &config.api {
         let api = AgentApi::new(
@@ -261,11 +277,6 @@ pub async fn start(
             let _first = gossip_slot.set(gossip.clone());
             agent.gossip = Some(gossip);
         }
-    }
-    if config.detections.is_some() && agent.detections.is_none() {
-        warn!(
-            "detections.listen is set, but enforcement does not run (no policies, no API): the intake is off"
-        );
     }
     Ok(agent)
 }

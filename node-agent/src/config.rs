@@ -17,9 +17,11 @@ use crate::watcher::Backoff;
 
 mod detections;
 mod fleet;
+mod scan;
 
 pub use self::detections::RawDetections;
 pub use self::fleet::{RawBundles, RawGossip};
+pub use self::scan::RawScan;
 
 /// A configuration error, naming the field (`metrics.listen`) or the file.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,7 @@ pub struct RawConfig {
     pub gossip: RawGossip,
     pub bundles: RawBundles,
     pub detections: RawDetections,
+    pub scan: RawScan,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -296,6 +299,8 @@ pub struct AgentConfig {
     pub detections: Option<crate::detections::IntakeSettings>,
     /// How long the same detection (container, rule) acts only once.
     pub dedup_window: Duration,
+    /// The look inside running containers.
+    pub scan: crate::scan::ScanSettings,
 }
 
 impl RawConfig {
@@ -420,6 +425,7 @@ impl RawConfig {
         let trusted_keys = self.bundles.validate()?;
         let dedup_window = self.detections.dedup_window;
         let detections = self.detections.validate()?;
+        let scan = self.scan.validate()?;
         let ownership = Ownership {
             node: node_name.clone(),
             claim_unlabelled: self.watch.claim_unlabelled,
@@ -429,6 +435,7 @@ impl RawConfig {
             trusted_keys,
             detections,
             dedup_window,
+            scan,
             api,
             ownership,
             policy_dirs: self.policies.dirs,

@@ -1,6 +1,7 @@
-//! The detections intake (DESIGN.md §3, §5): an HTTP endpoint on loopback that takes Falco's
-//! `http_output` JSON unchanged (`POST /falco`; `/` too), with a bearer token, so that a forged
-//! alert cannot quarantine anything. Each alert is parsed whole (`lazaret_core::detection`) and
+//! The detections intake (DESIGN.md §3, §5): an HTTP endpoint on loopback and/or a unix socket
+//! (mode 0600, so only root reaches it) that takes Falco's `http_output` JSON unchanged (`POST
+//! /falco`; `/` too), with a bearer token on both, so that a forged alert cannot quarantine
+//! anything. Each alert is parsed whole (`lazaret_core::detection`) and
 //! handed to the enforcement task, which answers it with the policies' `kind: Response` rules
 //! ([`crate::enforce::engine::detect`]).
 //!
@@ -9,6 +10,7 @@
 //! not a Falco alert about a container (the reason says why); 503 when enforcement is down.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -20,7 +22,7 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use lazaret_core::detection::{ContainerDetection, FalcoAlert};
 use serde_json::json;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -34,7 +36,10 @@ const MAX_BODY: usize = 64 * 1024;
 /// Where the intake listens and the token it wants.
 #[derive(Clone, PartialEq, Eq)]
 pub struct IntakeSettings {
-    pub listen: SocketAddr,
+    /// A loopback address.
+    pub listen: Option<SocketAddr>,
+    /// A unix socket's path.
+    pub socket: Option<PathBuf>,
     pub token: String,
 }
 
@@ -43,6 +48,7 @@ impl std::fmt::Debug for IntakeSettings {
         formatter
             .debug_struct("IntakeSettings")
             .field("listen", &self.listen)
+            .field("socket", &self.socket)
             .field("token", &"<redacted>")
             .finish()
     }
@@ -122,18 +128,13 @@ async fn falco(
     }
 }
 
-/// Binds `settings.listen` and serves until `shutdown`. Returns the bound address.
+/// Binds `settings.listen` and `settings.socket` and serves on both until `shutdown` (the socket
+/// file is removed then). Returns the bound TCP address, if any.
 pub async fn serve(
     settings: &IntakeSettings,
     enforcer: EnforcerHandle,
     shutdown: CancellationToken,
-) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot bind the detections intake on {}", settings.listen))?;
-    let bound = listener
-        .local_addr()
-        .context("cannot read the intake address")?;
+) -> anyhow::Result<(Option<SocketAddr>, Vec<JoinHandle<()>>)> {
     let intake = Arc::new(Intake {
         token: settings.token.clone(),
         enforcer,
@@ -143,14 +144,60 @@ pub async fn serve(
         .route("/", post(falco))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(intake);
-    info!(address = %bound, "detections intake listening (Falco http_output, bearer token)");
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(served) = served {
-            error!(error = %served, "the detections intake stopped");
-        }
-    });
-    Ok((bound, task))
+    let mut tasks = Vec::new();
+    let mut bound = None;
+    if let Some(listen) = settings.listen {
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot bind the detections intake on {listen}"))?;
+        let address = listener
+            .local_addr()
+            .context("cannot read the intake address")?;
+        info!(%address, "detections intake listening (Falco http_output, bearer token)");
+        bound = Some(address);
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await;
+            if let Err(served) = served {
+                error!(error = %served, "the detections intake stopped");
+            }
+        }));
+    }
+    if let Some(path) = &settings.socket {
+        let listener = bind_socket(path)?;
+        info!(socket = %path.display(), "detections intake listening on a unix socket (bearer token)");
+        let path = path.clone();
+        tasks.push(tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await;
+            if let Err(served) = served {
+                error!(error = %served, "the detections intake's socket stopped");
+            }
+            drop(std::fs::remove_file(&path));
+        }));
+    }
+    Ok((bound, tasks))
+}
+
+/// Binds a unix socket at `path`, readable and writable by the agent's user only. A socket left
+/// by an earlier run is replaced; any other file there is an error (never deleted).
+fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    match std::fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.file_type().is_socket() => std::fs::remove_file(path)
+            .with_context(|| format!("cannot replace the old socket {}", path.display()))?,
+        Ok(_) => anyhow::bail!(
+            "{} exists and is not a socket: not replacing it",
+            path.display()
+        ),
+        Err(_) => {}
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("cannot bind the detections intake on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make {} private", path.display()))?;
+    Ok(listener)
 }

@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod metrics;
 pub mod report;
 pub mod runtime;
+pub mod scan;
 pub mod store;
 pub mod telemetry;
 pub mod watcher;

@@ -25,8 +25,10 @@ use tokio_util::sync::CancellationToken;
 use crate::inventory::InventorySnapshot;
 
 mod fleet;
+mod scan;
 
 pub use self::fleet::FleetMetrics;
+pub use self::scan::ScanMetrics;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
@@ -72,6 +74,8 @@ pub struct Metrics {
     certificate_expiry: Family<CertificateLabels, Gauge>,
     /// Bundles and gossip.
     pub fleet: FleetMetrics,
+    /// The look inside running containers.
+    pub scan: ScanMetrics,
     /// The inventory whose gauges [`Metrics::encode`] computes first.
     inventory: Arc<Mutex<Option<watch::Receiver<Arc<InventorySnapshot>>>>>,
 }
@@ -159,8 +163,10 @@ impl Metrics {
             certificate_expiry.clone(),
         );
         let fleet = FleetMetrics::register(&mut registry);
+        let scan = ScanMetrics::register(&mut registry);
         let metrics = Metrics {
             fleet,
+            scan,
             registry: Arc::new(registry),
             certificate_expiry,
             inventory: Arc::new(Mutex::new(None)),

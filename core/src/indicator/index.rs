@@ -5,7 +5,7 @@
 //! reference globs by a [`GlobSet`] over at most [`MAX_IMAGE_REF_GLOBS`] patterns, tried only
 //! when a reference starts with one of their literal prefixes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -30,6 +30,11 @@ pub struct IndicatorIndex {
     ref_globs: GlobSet,
     ref_indicators: Vec<Arc<Indicator>>,
     len: usize,
+    /// The kinds of the entries indexed (the agent's scan reads only what some entry needs).
+    kinds: HashSet<IndicatorKind>,
+    /// The earliest `valid_until` (Unix seconds) of an entry indexed: from then on the index
+    /// should be built again.
+    next_expiry: Option<i64>,
     /// Entries left out because their `valid_until` had passed.
     pub expired: usize,
     /// Image-ref patterns left out past [`MAX_IMAGE_REF_GLOBS`] (or not valid globs), by id.
@@ -45,6 +50,8 @@ impl Default for IndicatorIndex {
             ref_globs: GlobSet::empty(),
             ref_indicators: Vec::new(),
             len: 0,
+            kinds: HashSet::new(),
+            next_expiry: None,
             expired: 0,
             refused: Vec::new(),
         }
@@ -84,13 +91,13 @@ impl IndicatorIndex {
         let mut index = IndicatorIndex::default();
         let mut globs = GlobSetBuilder::new();
         for indicator in &set.indicators {
-            let expired = indicator
+            let until = indicator
                 .valid_until
                 .as_deref()
                 .and_then(|until| humantime::parse_rfc3339_weak(until).ok())
                 .and_then(|until| until.duration_since(std::time::UNIX_EPOCH).ok())
-                .is_some_and(|until| (until.as_secs() as i64) < now_unix);
-            if expired {
+                .map(|until| until.as_secs() as i64);
+            if until.is_some_and(|until| until < now_unix) {
                 index.expired += 1;
                 continue;
             }
@@ -140,6 +147,10 @@ impl IndicatorIndex {
                 }
             }
             index.len += 1;
+            index.kinds.insert(indicator.kind);
+            if let Some(until) = until {
+                index.next_expiry = Some(index.next_expiry.map_or(until, |next| next.min(until)));
+            }
         }
         index.ref_globs = globs.build().unwrap_or_else(|_| GlobSet::empty());
         index
@@ -152,6 +163,28 @@ impl IndicatorIndex {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Whether an entry of `kind` is indexed.
+    pub fn has(&self, kind: IndicatorKind) -> bool {
+        self.kinds.contains(&kind)
+    }
+
+    /// Whether any entry is matched against what runs inside containers (process names,
+    /// executables, addresses).
+    pub fn watches_inside(&self) -> bool {
+        [
+            IndicatorKind::ProcessName,
+            IndicatorKind::ExeSha256,
+            IndicatorKind::Ip,
+        ]
+        .into_iter()
+        .any(|kind| self.has(kind))
+    }
+
+    /// Whether an entry indexed has expired by `now_unix`: the index should be built again.
+    pub fn has_expired_entries(&self, now_unix: i64) -> bool {
+        self.next_expiry.is_some_and(|until| until < now_unix)
     }
 
     /// The indicator for an exact value of `kind` (image id or digest, process name, exe hash).
@@ -185,7 +218,7 @@ impl IndicatorIndex {
     }
 }
 
-fn hit(indicator: &Indicator) -> IndicatorHit {
+pub(super) fn hit(indicator: &Indicator) -> IndicatorHit {
     IndicatorHit {
         indicator_id: indicator.id.clone(),
         kind: indicator.kind,
@@ -283,6 +316,45 @@ mod tests {
             "expired"
         );
         assert!(index.lookup(IndicatorKind::ProcessName, "sh").is_none());
+    }
+
+    #[test]
+    fn the_index_knows_when_an_entry_expires() {
+        // 2027-01-01T00:00:00Z and 2028-01-01T00:00:00Z.
+        let (first, second) = (1_798_761_600, 1_830_297_600);
+        let set = IndicatorSet {
+            indicators: vec![
+                indicator("a", IndicatorKind::ImageId, "sha256:aa", None),
+                indicator(
+                    "b",
+                    IndicatorKind::Ip,
+                    "10.0.0.1",
+                    Some("2028-01-01T00:00:00Z"),
+                ),
+                indicator(
+                    "c",
+                    IndicatorKind::Ip,
+                    "10.0.0.2",
+                    Some("2027-01-01T00:00:00Z"),
+                ),
+            ],
+        };
+        let index = IndicatorIndex::build(&set, first - 10);
+        assert!(index.watches_inside());
+        assert!(!index.has_expired_entries(first - 1));
+        assert!(index.has_expired_entries(first + 1), "c expired");
+        let rebuilt = IndicatorIndex::build(&set, first + 1);
+        assert_eq!((rebuilt.len(), rebuilt.expired), (2, 1));
+        assert!(!rebuilt.has_expired_entries(first + 1));
+        assert!(rebuilt.has_expired_entries(second + 1));
+        let images_only = IndicatorIndex::build(
+            &IndicatorSet {
+                indicators: vec![indicator("a", IndicatorKind::ImageId, "sha256:aa", None)],
+            },
+            0,
+        );
+        assert!(!images_only.watches_inside());
+        assert!(!images_only.has_expired_entries(i64::MAX));
     }
 
     #[test]

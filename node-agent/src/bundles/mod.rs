@@ -174,7 +174,10 @@ impl BundleBook {
             trusted,
             store,
             metrics,
-            indicators: RwLock::new(Arc::new(index_of(held.get(&BundleKind::Indicators)))),
+            indicators: RwLock::new(Arc::new(index_of(
+                held.get(&BundleKind::Indicators),
+                now_unix(),
+            ))),
             held: RwLock::new(held),
             floor: RwLock::new(floor),
             offers: Mutex::new(()),
@@ -195,6 +198,45 @@ impl BundleBook {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Builds the indicators index again once one of its entries has expired, and hands the new
+    /// one to the enforcement task (which judges every container again). `true` when it did.
+    pub async fn reindex_expired(&self) -> bool {
+        self.reindex_expired_at(now_unix()).await
+    }
+
+    /// [`Self::reindex_expired`] as of `now` (Unix seconds).
+    pub async fn reindex_expired_at(&self, now: i64) -> bool {
+        if !self.indicators().has_expired_entries(now) {
+            return false;
+        }
+        let index = {
+            let held = self.held.read().unwrap_or_else(PoisonError::into_inner);
+            Arc::new(index_of(held.get(&BundleKind::Indicators), now))
+        };
+        info!(
+            indicators = index.len(),
+            expired = index.expired,
+            "indicators expired: index rebuilt"
+        );
+        let enforcer = self
+            .enforcer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(enforcer) = enforcer
+            && let Err(error) = enforcer
+                .use_indicators(index.clone(), "expiry".into())
+                .await
+        {
+            warn!(%error, "the enforcement task did not take the rebuilt indicators");
+        }
+        *self
+            .indicators
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = index;
+        true
     }
 
     /// The policies of the held policies bundle, for the enforcement task's start.
@@ -437,14 +479,14 @@ fn now_unix() -> i64 {
 }
 
 /// The index of a held indicators bundle (empty without one).
-fn index_of(held: Option<&Held>) -> IndicatorIndex {
+fn index_of(held: Option<&Held>, now: i64) -> IndicatorIndex {
     let set = held
         .and_then(|held| match held.bundle.content() {
             Ok(BundleContent::Indicators(set)) => Some(set),
             _ => None,
         })
         .unwrap_or_default();
-    IndicatorIndex::build(&set, now_unix())
+    IndicatorIndex::build(&set, now)
 }
 
 /// Parses and verifies stored bytes of `kind`.

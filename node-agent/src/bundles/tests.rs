@@ -1,4 +1,5 @@
 use lazaret_core::bundle::{Bundle, BundleItem, BundleSigningKey};
+use lazaret_core::policy::IndicatorKind;
 
 use super::*;
 use crate::metrics::Metrics;
@@ -169,4 +170,45 @@ async fn a_canary_for_other_nodes_is_not_taken_and_the_promotion_is() {
         .unwrap();
     book.offer(canary(7, &[]), "admin", true).await.unwrap();
     assert_eq!(book.acks().borrow()[&BundleKind::Policies].version, 7);
+}
+
+#[tokio::test]
+async fn the_index_is_rebuilt_once_an_indicator_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = BundleSigningKey::from_seed([9; 32]);
+    let (book, _metrics) = book(dir.path(), &key);
+    let now = chrono::Utc::now();
+    let until = now + chrono::Duration::hours(1);
+    let content = format!(
+        "apiVersion: lazaret.dev/v1\nkind: Indicators\nsource: t\nindicators:\n\
+         - {{id: short, type: process-name, value: xmrig, valid_until: '{}'}}\n\
+         - {{id: long, type: process-name, value: kdevtmpfsi}}\n",
+        until.to_rfc3339()
+    );
+    let bundle = Bundle::new(
+        BundleKind::Indicators,
+        1,
+        now.timestamp() as u64,
+        now.timestamp() as u64 + 86_400,
+        vec![BundleItem {
+            name: "i.yaml".into(),
+            content,
+        }],
+        key.id(),
+    )
+    .unwrap()
+    .sign(&key)
+    .unwrap()
+    .to_file_bytes();
+    book.offer(bundle, "admin", true).await.unwrap();
+    assert_eq!(book.indicators().len(), 2);
+    assert!(!book.reindex_expired_at(now.timestamp()).await);
+    assert!(book.reindex_expired_at(until.timestamp() + 1).await);
+    let index = book.indicators();
+    assert_eq!((index.len(), index.expired), (1, 1));
+    assert!(index.lookup(IndicatorKind::ProcessName, "xmrig").is_none());
+    assert!(
+        !book.reindex_expired_at(until.timestamp() + 1).await,
+        "once"
+    );
 }

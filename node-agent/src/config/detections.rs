@@ -16,6 +16,9 @@ pub struct RawDetections {
     /// Loopback `host:port` of the intake (Falco's `http_output.url` points here, path `/falco`);
     /// empty: no intake.
     pub listen: String,
+    /// An absolute path for a unix socket (mode 0600) taking the same requests; empty: none.
+    /// `listen` and `socket` may both be set.
+    pub socket: PathBuf,
     /// A file holding the bearer token callers must send (`Authorization: Bearer …`); required
     /// with `listen`.
     pub token_file: PathBuf,
@@ -28,6 +31,7 @@ impl Default for RawDetections {
     fn default() -> Self {
         RawDetections {
             listen: String::new(),
+            socket: PathBuf::new(),
             token_file: PathBuf::new(),
             dedup_window: Duration::from_secs(60),
         }
@@ -37,16 +41,26 @@ impl Default for RawDetections {
 impl RawDetections {
     pub(super) fn validate(self) -> Result<Option<IntakeSettings>, ConfigError> {
         let text = self.listen.trim();
-        if text.is_empty() {
+        let socket = Some(self.socket.clone()).filter(|path| !path.as_os_str().is_empty());
+        if text.is_empty() && socket.is_none() {
             return Ok(None);
         }
-        let listen: SocketAddr = text.parse().map_err(|error| {
-            ConfigError::new(
-                "detections.listen",
-                format!("{text:?} is not host:port ({error}); use e.g. 127.0.0.1:8765"),
-            )
-        })?;
-        if !listen.ip().is_loopback() {
+        if socket.as_ref().is_some_and(|path| !path.is_absolute()) {
+            return Err(ConfigError::new(
+                "detections.socket",
+                format!("{:?} must be an absolute path", self.socket),
+            ));
+        }
+        let listen = match text {
+            "" => None,
+            text => Some(text.parse::<SocketAddr>().map_err(|error| {
+                ConfigError::new(
+                    "detections.listen",
+                    format!("{text:?} is not host:port ({error}); use e.g. 127.0.0.1:8765"),
+                )
+            })?),
+        };
+        if listen.is_some_and(|listen| !listen.ip().is_loopback()) {
             return Err(ConfigError::new(
                 "detections.listen",
                 "the intake listens on loopback only (Falco runs on the same host): use 127.0.0.1",
@@ -73,7 +87,11 @@ impl RawDetections {
                 "must be more than 0s",
             ));
         }
-        Ok(Some(IntakeSettings { listen, token }))
+        Ok(Some(IntakeSettings {
+            listen,
+            socket,
+            token,
+        }))
     }
 }
 
@@ -96,6 +114,18 @@ mod tests {
         assert_eq!(settings.token, "0123456789abcdef0123");
         let error = raw("0.0.0.0:8765").validate().unwrap_err();
         assert!(error.message.contains("loopback"), "{error}");
+        let on_socket = |path: &str| RawDetections {
+            socket: path.into(),
+            token_file: token.clone(),
+            ..RawDetections::default()
+        };
+        let settings = on_socket("/run/lazaret/detections.sock")
+            .validate()
+            .unwrap()
+            .unwrap();
+        assert_eq!(settings.listen, None, "a socket alone is an intake");
+        let error = on_socket("detections.sock").validate().unwrap_err();
+        assert_eq!(error.field, "detections.socket");
         std::fs::write(&token, "short").unwrap();
         assert_eq!(
             raw("127.0.0.1:1").validate().unwrap_err().field,

@@ -47,7 +47,7 @@ use std::time::Duration;
 
 use lazaret_core::detection::DedupWindow;
 use lazaret_core::indicator::index::IndicatorIndex;
-use lazaret_core::policy::{self, JudgeInput, PolicySet};
+use lazaret_core::policy::{self, IndicatorLookup, JudgeInput, PolicySet};
 use lazaret_core::quarantine::{
     ExemptionSet, QuarantineRecord, QuarantineRequest, QuarantineSource, QuarantineState,
 };
@@ -81,6 +81,7 @@ pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(60);
 mod commands;
 pub mod detect;
 mod fast_path;
+pub mod scanned;
 
 pub use self::commands::EnforcerHandle;
 use self::commands::{COMMAND_BUFFER, Command};
@@ -406,7 +407,7 @@ impl Enforcer {
         match info.state {
             ContainerState::Created => {
                 // Judged now, acted on at its start (the fast path).
-                match self.request_for(entry, exemptions) {
+                match self.request_for(entry, exemptions, self.indicators.as_ref()) {
                     Some(request) => {
                         let prejudged = Prejudged {
                             request,
@@ -421,7 +422,8 @@ impl Enforcer {
             }
             ContainerState::Running | ContainerState::Paused => {
                 self.prejudged.remove(&info.id);
-                if let Some(request) = self.request_for(entry, exemptions) {
+                if let Some(request) = self.request_for(entry, exemptions, self.indicators.as_ref())
+                {
                     let policy = request.source.to_string();
                     let result = self.manager.quarantine(request, info, false).await;
                     self.report(&info.id, &policy, &result, None);
@@ -446,13 +448,15 @@ impl Enforcer {
         }
     }
 
-    /// The quarantine `entry`'s container deserves under the policies in force, if any. A
-    /// policy the container is exempt from (released earlier) does not decide, so another
-    /// enforce-mode policy it also breaks still can.
+    /// The quarantine `entry`'s container deserves under the policies in force, its
+    /// `indicator` rules looking up `indicators`, if any. A policy the container is exempt from
+    /// (released earlier) does not decide, so another enforce-mode policy it also breaks still
+    /// can.
     fn request_for(
         &self,
         entry: &InventoryEntry,
         (exemptions, now): &(Arc<ExemptionSet>, i64),
+        indicators: &dyn IndicatorLookup,
     ) -> Option<QuarantineRequest> {
         let info = &entry.info;
         let is_exempt = |policy: &str| exemptions.is_exempt(&info.id, policy, *now);
@@ -461,7 +465,7 @@ impl Enforcer {
             &JudgeInput {
                 container: info,
                 posture: &entry.findings,
-                indicators: self.indicators.as_ref(),
+                indicators,
                 is_exempt: &is_exempt,
             },
         );

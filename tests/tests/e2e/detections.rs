@@ -2,7 +2,7 @@
 //! with `curl` and the token quarantines its container through the policies' `kind: Response`;
 //! the same alert again within the window does not act twice; no token or a wrong one → 401; a
 //! malformed body → 400 with the reason; an alert about a container this node does not have is
-//! recorded as unmatched.
+//! recorded as unmatched. The intake's unix socket answers the same way (and wants the token too).
 
 use std::process::Command;
 use std::time::Duration;
@@ -16,7 +16,20 @@ const RULE: &str = "Terminal shell in container";
 
 /// `curl -X POST` of `body` to the intake; (HTTP status, body).
 fn post(url: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    post_via(None, url, token, body)
+}
+
+/// [`post`], through the unix socket `socket` when given.
+fn post_via(
+    socket: Option<&std::path::Path>,
+    url: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     let mut command = Command::new("curl");
+    if let Some(socket) = socket {
+        command.arg("--unix-socket").arg(socket);
+    }
     command.args([
         "-sS",
         "--max-time",
@@ -65,12 +78,14 @@ fn a_falco_alert_with_the_token_quarantines_its_container_once() {
     let token_file = fleet.dir().join("detections.token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let port = free_port();
+    let socket = fleet.dir().join("detections.sock");
     fleet
         .add_agent_with(
             Placement::loopback(),
             &[],
             &format!(
-                "[detections]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"{}\"\n",
+                "[detections]\nlisten = \"127.0.0.1:{port}\"\nsocket = \"{}\"\ntoken_file = \"{}\"\n",
+                socket.display(),
                 token_file.display()
             ),
         )
@@ -127,13 +142,24 @@ fn a_falco_alert_with_the_token_quarantines_its_container_once() {
     let paused = || containers.field(&target, "{{.State.Paused}}").unwrap() == "true";
     assert!(!paused(), "refused alerts act on nothing");
 
-    // Below the response's minimum: nothing acts.
-    let (status, body) = post(&url, Some(TOKEN), &alert(short, "Warning"));
-    assert_eq!(status, 200, "{body}");
+    // Below the response's minimum: nothing acts; asked on the unix socket the same (which is
+    // private to the agent's user and wants the token too).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let on_socket = "http://localhost/falco";
     assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap()["outcome"],
-        "no-response"
+        post_via(Some(&socket), on_socket, None, &alert(short, "Critical")).0,
+        401
     );
+    for (via, url) in [(None, url.as_str()), (Some(socket.as_path()), on_socket)] {
+        let (status, body) = post_via(via, url, Some(TOKEN), &alert(short, "Warning"));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap()["outcome"],
+            "no-response"
+        );
+    }
 
     // The real thing: quarantined (cut and paused) by the response.
     let (status, body) = post(&url, Some(TOKEN), &alert(short, "Critical"));

@@ -1,6 +1,8 @@
 //! Threat indicators with a real agent process on the real Docker engine: an indicators bundle
 //! that lists the image of an already-running container sweeps every container, and the policy
-//! whose `indicator` rule matches it quarantines that container.
+//! whose `indicator` rule matches it quarantines that container; the scan sees what runs inside
+//! containers (a renamed copy of busybox, a modified one, a connection to a listed address) and
+//! the policies act on it.
 
 use std::time::Duration;
 
@@ -80,4 +82,198 @@ fn an_indicators_bundle_sweeps_running_containers() {
             .is_some_and(|reason| reason.contains("bad-busybox")),
         "the reason names the indicator: {record}"
     );
+}
+
+/// `sha256sum` of `(cat FILE; echo)`: the hash of a copy of FILE with a newline appended.
+fn sha256_with_newline(file: &str) -> String {
+    let output = std::process::Command::new("sh")
+        .args(["-c", &format!("(cat {file}; echo) | sha256sum")])
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap()[..64].to_string()
+}
+
+/// Whether the web server at `address` answers this test (on the host, through the bridge: a
+/// container asking it would itself have connected to a listed address).
+fn answers_host(address: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(
+        &format!("{address}:8080").parse().unwrap(),
+        Duration::from_secs(2),
+    ) else {
+        return false;
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut answer = String::new();
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").is_ok()
+        && stream.read_to_string(&mut answer).is_ok()
+        && answer.starts_with("HTTP/")
+}
+
+/// What `nc` gets back from the web server at `address`, asked from inside `client`.
+fn http_from(containers: &TestContainers, client: &str, address: &str) -> String {
+    let probe = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {address} 8080 | head -1");
+    containers
+        .docker(&["exec", client, "sh", "-c", &probe])
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_scan_acts_on_what_runs_inside_containers() {
+    init_tracing();
+    ensure_busybox_image(None).unwrap();
+    let containers = TestContainers::new(None);
+    let mut fleet = TestFleet::new().unwrap();
+    fleet
+        .add_agent_with(Placement::loopback(), &[], "[scan]\ninterval = \"500ms\"\n")
+        .unwrap();
+    // A web server whose address will be listed, a client that keeps connecting to it, a copy of
+    // busybox renamed `xmrig`, a modified copy of busybox (one byte appended), and a bystander
+    // that runs nothing listed and connects nowhere.
+    let server = containers
+        .run(
+            "scan-server",
+            &[
+                BUSYBOX_IMAGE,
+                "busybox",
+                "httpd",
+                "-f",
+                "-p",
+                "8080",
+                "-h",
+                "/tmp",
+            ],
+        )
+        .unwrap();
+    let address = containers
+        .field(&server, "{{.NetworkSettings.IPAddress}}")
+        .unwrap();
+    let client = containers
+        .run(
+            "scan-client",
+            &[
+                BUSYBOX_IMAGE,
+                "sh",
+                "-c",
+                &format!(
+                    "while true; do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 {address} 8080 >/dev/null; sleep 0.2; done"
+                ),
+            ],
+        )
+        .unwrap();
+    let miner = containers
+        .run(
+            "scan-miner",
+            &[
+                BUSYBOX_IMAGE,
+                "sh",
+                "-c",
+                "cp /bin/busybox /tmp/xmrig && exec -a sleep /tmp/xmrig 600",
+            ],
+        )
+        .unwrap();
+    let modified = containers
+        .run(
+            "scan-modified",
+            &[
+                BUSYBOX_IMAGE,
+                "sh",
+                "-c",
+                "cp /bin/busybox /tmp/tool && echo >> /tmp/tool && exec -a sleep /tmp/tool 600",
+            ],
+        )
+        .unwrap();
+    let bystander = containers
+        .run("scan-bystander", &[BUSYBOX_IMAGE, "sleep", "600"])
+        .unwrap();
+    assert!(
+        answers_host(&address),
+        "the server answers before anything is cut"
+    );
+
+    let policies = fleet.dir().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(
+        policies.join("inside.yaml"),
+        format!(
+            "apiVersion: lazaret.dev/v1\nkind: Policy\nname: known-bad-programs\nmode: enforce\n\
+             match:\n  labels: {{lazaret.test: \"{run}\"}}\n\
+             rules: [{{indicator: [process-name, exe-sha256]}}]\nactions: [pause]\n\
+             ---\napiVersion: lazaret.dev/v1\nkind: Policy\nname: known-bad-destinations\nmode: enforce\n\
+             match:\n  labels: {{lazaret.test: \"{run}\"}}\n\
+             rules: [{{indicator: [ip]}}]\nactions: [network-cut]\n",
+            run = containers.run_id()
+        ),
+    )
+    .unwrap();
+    let bundle = fleet.sign("policies.bundle", 1, &policies).unwrap();
+    fleet
+        .json(0, &["bundle", "apply", bundle.to_str().unwrap()])
+        .unwrap();
+    let indicators = fleet.dir().join("indicators");
+    std::fs::create_dir(&indicators).unwrap();
+    std::fs::write(
+        indicators.join("intel.yaml"),
+        format!(
+            "apiVersion: lazaret.dev/v1\nkind: Indicators\nsource: e2e\nindicators:\n\
+             - {{id: miner-name, type: process-name, value: xmrig}}\n\
+             - {{id: tool-hash, type: exe-sha256, value: '{}'}}\n\
+             - {{id: bad-server, type: ip, value: '{address}'}}\n",
+            sha256_with_newline("/bin/busybox")
+        ),
+    )
+    .unwrap();
+    let bundle = fleet
+        .sign_kind(BundleKind::Indicators, "indicators.bundle", 1, &indicators)
+        .unwrap();
+    fleet
+        .json(0, &["bundle", "apply", bundle.to_str().unwrap()])
+        .unwrap();
+
+    let paused =
+        |container: &str| containers.field(container, "{{.State.Paused}}").unwrap() == "true";
+    let record = |container: &str| {
+        let quarantines = fleet.json(0, &["quarantines"]).unwrap();
+        quarantines
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|record| record["container"] == container)
+            .cloned()
+    };
+    wait_until(
+        "the renamed and the modified busybox are paused",
+        DEADLINE,
+        || paused(&miner) && paused(&modified),
+    );
+    wait_until("the client is quarantined", DEADLINE, || {
+        record(&client).is_some_and(|record| record["state"] == "applied")
+    });
+    for (container, indicator, policy) in [
+        (&miner, "miner-name", "known-bad-programs"),
+        (&modified, "tool-hash", "known-bad-programs"),
+        (&client, "bad-server", "known-bad-destinations"),
+    ] {
+        let record = record(container).unwrap();
+        assert_eq!(record["source"], format!("policy:{policy}"), "{record}");
+        let reason = record["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains(indicator) && reason.contains("seen inside by the scan"),
+            "the reason names the indicator and the scan: {record}"
+        );
+    }
+    // The client's cut is real: the server no longer answers it; it still answers others.
+    wait_until("the client's connections are cut", DEADLINE, || {
+        http_from(&containers, &client, &address).is_empty()
+    });
+    assert!(answers_host(&address), "the server still answers others");
+    std::thread::sleep(Duration::from_secs(2));
+    for container in [&server, &bystander] {
+        assert!(
+            record(container).is_none() && !paused(container),
+            "{container} runs nothing listed and is left alone"
+        );
+    }
 }

@@ -7,7 +7,7 @@
 //! quarantine round trip ([`cli`]); (5) the agent process's RSS and idle CPU ([`footprint`]);
 //! (6) fleet convergence over gossip, a 10k-indicator bundle, idle gossip bandwidth ([`fleet`]);
 //! (7) quarantine through the controller and the fleet-wide switch ([`controller`]);
-//! (8) a Falco alert → enforced ([`detect`]).
+//! (8) a Falco alert → enforced ([`detect`]); (9) the scan's cost per container ([`scan`]).
 //! Every container it makes carries the test label and is removed at the end.
 
 use std::collections::HashMap;
@@ -42,7 +42,7 @@ struct Args {
     #[arg(long, default_value = "network-cut, pause")]
     enforce_actions: String,
     /// Run only these scenarios (comma-separated: create, enforce, cut, cli, footprint, fleet,
-    /// controller, detect);
+    /// controller, detect, scan);
     /// all if unset.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -82,6 +82,12 @@ struct Args {
     indicators: usize,
     #[arg(long, default_value_t = 50)]
     indicator_agents: usize,
+    /// Running containers the scan looks inside (`scan`).
+    #[arg(long, default_value_t = 50)]
+    scan_containers: usize,
+    /// Scan cycles timed, cold and warm each.
+    #[arg(long, default_value_t = 20)]
+    scan_rounds: usize,
     /// Internal: run one agent on an in-memory runtime with this configuration (the process
     /// fleet re-executes this binary so).
     #[arg(long, hide = true)]
@@ -97,6 +103,7 @@ mod detect;
 mod enforce;
 mod fleet;
 mod footprint;
+mod scan;
 
 const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 
@@ -159,6 +166,9 @@ async fn run_all(
     if runs("detect") {
         measurements.extend(detect::alert_to_enforced(args, docker, run_label).await?);
     }
+    if runs("scan") {
+        measurements.extend(scan::cost_per_container(args, docker, run_label).await?);
+    }
     if runs("controller") {
         measurements.extend(controller::controller(args, docker, run_label).await?);
     }
@@ -190,6 +200,17 @@ async fn create_labelled(
     name: &str,
     labels: &[(&str, &str)],
 ) -> anyhow::Result<String> {
+    create_command(docker, run_label, name, labels, &["sleep", "3600"]).await
+}
+
+/// A busybox container running `command`, with the run's label and `labels`.
+async fn create_command(
+    docker: &Docker,
+    run_label: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    command: &[&str],
+) -> anyhow::Result<String> {
     let mut all_labels =
         HashMap::from([(lazaret_tests::TEST_LABEL.to_string(), run_label.to_string())]);
     for (key, value) in labels {
@@ -197,7 +218,7 @@ async fn create_labelled(
     }
     let body = ContainerCreateBody {
         image: Some(lazaret_tests::BUSYBOX_IMAGE.to_string()),
-        cmd: Some(vec!["sleep".into(), "3600".into()]),
+        cmd: Some(command.iter().map(ToString::to_string).collect()),
         labels: Some(all_labels),
         ..Default::default()
     };

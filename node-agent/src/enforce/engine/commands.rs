@@ -8,6 +8,7 @@ use std::time::Duration;
 use lazaret_core::ContainerId;
 use lazaret_core::detection::ContainerDetection;
 use lazaret_core::indicator::index::IndicatorIndex;
+use lazaret_core::indicator::observed::Observed;
 use lazaret_core::policy::PolicySet;
 use lazaret_core::quarantine::{QuarantineRecord, QuarantineRequest};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -15,6 +16,7 @@ use tracing::{info, warn};
 
 use super::Enforcer;
 use super::detect::DetectOutcome;
+use super::scanned::ScanOutcome;
 use crate::enforce::quarantine::{QuarantineError, QuarantineResult, mode_name};
 use crate::runtime::RuntimeError;
 
@@ -54,6 +56,11 @@ pub(super) enum Command {
     Detect {
         found: ContainerDetection,
         reply: oneshot::Sender<DetectOutcome>,
+    },
+    Scanned {
+        container: ContainerId,
+        observed: Observed,
+        reply: oneshot::Sender<ScanOutcome>,
     },
 }
 
@@ -165,6 +172,22 @@ impl EnforcerHandle {
         answer.await.map_err(|_| stopped())
     }
 
+    /// Judges `container` with what the scan saw inside it (see [`super::scanned`]).
+    pub async fn scanned(
+        &self,
+        container: ContainerId,
+        observed: Observed,
+    ) -> QuarantineResult<ScanOutcome> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Scanned {
+            container,
+            observed,
+            reply,
+        })
+        .await?;
+        answer.await.map_err(|_| stopped())
+    }
+
     async fn send(&self, command: Command) -> QuarantineResult<()> {
         self.commands.send(command).await.map_err(|_| stopped())
     }
@@ -254,6 +277,14 @@ impl Enforcer {
                 self.install(set);
                 let _unasked = reply.send(());
                 self.judge_again().await;
+            }
+            Command::Scanned {
+                container,
+                observed,
+                reply,
+            } => {
+                let outcome = self.scanned(&container, &observed).await;
+                let _unasked = reply.send(outcome);
             }
             Command::Detect { found, reply } => {
                 let rule = found.detection.rule.clone();

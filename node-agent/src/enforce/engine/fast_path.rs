@@ -24,7 +24,7 @@ impl Enforcer {
             return None;
         }
         let exemptions = self.exemptions().await;
-        let request = self.request_for(&entry, &exemptions)?;
+        let request = self.request_for(&entry, &exemptions, self.indicators.as_ref())?;
         Some(Prejudged {
             request,
             info: entry.info.clone(),

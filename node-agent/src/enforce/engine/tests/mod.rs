@@ -1,6 +1,7 @@
 //! The enforcement task on the fake runtime and cutter.
 
 mod agent;
+mod scanned;
 
 use std::collections::BTreeMap;
 use std::path::Path;
