@@ -34,7 +34,7 @@ pub struct State {
 impl State {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> anyhow::Result<State> {
-        let db = sled::open(dir)
+        let db = lazaret_fleet::state_dir::open_sled(dir)
             .with_context(|| format!("cannot open the controller's store in {}", dir.display()))?;
         Ok(State {
             meta: db.open_tree("meta")?,

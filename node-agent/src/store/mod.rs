@@ -38,7 +38,6 @@ mod tests;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use lazaret_core::ContainerId;
 use lazaret_core::quarantine::{Exemption, ExemptionSet, QuarantineRecord};
@@ -125,7 +124,7 @@ impl Store {
             path: dir.to_path_buf(),
             source,
         };
-        let db = open_sled(dir).map_err(open_error)?;
+        let db = lazaret_fleet::state_dir::open_sled(dir).map_err(open_error)?;
         let open_tree = |name: &'static str| {
             db.open_tree(name).map_err(|source| StoreError::Sled {
                 operation: "open",
@@ -352,30 +351,6 @@ impl Store {
             self.persist()?;
         }
         Ok(pruned)
-    }
-}
-
-/// How long [`open_sled`] waits for a lock that a just-dropped handle is releasing.
-const LOCK_RELEASE_WAIT: Duration = Duration::from_secs(2);
-
-/// Opens sled's database in `dir`, waiting briefly for its lock. sled 0.34 releases the lock of
-/// a dropped `Db` only when its background threads finish, a moment later (spacejam/sled#1234,
-/// #1289), so reopening in the same process can find it still held. A lock held by a live agent
-/// is held far longer than the wait, so a real second agent is still refused.
-fn open_sled(dir: &Path) -> sled::Result<sled::Db> {
-    let deadline = Instant::now() + LOCK_RELEASE_WAIT;
-    let mut pause = Duration::from_millis(5);
-    loop {
-        match sled::Config::new().path(dir).open() {
-            Err(sled::Error::Io(io_error))
-                if io_error.to_string().contains("could not acquire lock")
-                    && Instant::now() < deadline =>
-            {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(100));
-            }
-            outcome => return outcome,
-        }
     }
 }
 

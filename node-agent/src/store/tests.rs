@@ -62,7 +62,7 @@ fn open(dir: &TempDir) -> Store {
 
 /// Writes into the store's sled database behind its back, as corruption or tampering would.
 fn raw_insert(dir: &TempDir, tree: &str, key: &[u8], value: &[u8]) {
-    let db = open_sled(dir.path()).unwrap();
+    let db = lazaret_fleet::state_dir::open_sled(dir.path()).unwrap();
     db.open_tree(tree).unwrap().insert(key, value).unwrap();
     db.flush().unwrap();
 }
@@ -229,7 +229,7 @@ fn verify_reports_tampering_and_truncation() {
     drop(store);
 
     // Remove the last record: no link breaks, but the stored head names it.
-    let raw = open_sled(dir.path()).unwrap();
+    let raw = lazaret_fleet::state_dir::open_sled(dir.path()).unwrap();
     let audit_tree = raw.open_tree(TREE_AUDIT).unwrap();
     audit_tree
         .insert(2u64.to_be_bytes(), serde_json::to_vec(&records[1]).unwrap())

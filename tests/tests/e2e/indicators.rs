@@ -11,6 +11,7 @@ use lazaret_tests::fleet::{Placement, TestFleet};
 use lazaret_tests::{
     BUSYBOX_IMAGE, TestContainers, ensure_busybox_image, init_tracing, wait_until,
 };
+use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -27,61 +28,65 @@ fn an_indicators_bundle_sweeps_running_containers() {
     let image_id = containers.field(&running, "{{.Image}}").unwrap();
 
     // A policy that acts on listed images, scoped to this run's containers; nothing listed yet.
-    let policies = fleet.dir().join("policies");
-    std::fs::create_dir(&policies).unwrap();
-    std::fs::write(
-        policies.join("iocs.yaml"),
-        format!(
+    apply(
+        &fleet,
+        BundleKind::Policies,
+        &format!(
             "apiVersion: lazaret.dev/v1\nkind: Policy\nname: known-bad-images\nmode: enforce\n\
              match:\n  labels: {{lazaret.test: \"{}\"}}\n\
              rules: [{{indicator: [image-id, image-digest]}}]\nactions: [pause]\n",
             containers.run_id()
         ),
-    )
-    .unwrap();
-    let bundle = fleet.sign("policies.bundle", 1, &policies).unwrap();
-    fleet
-        .json(0, &["bundle", "apply", bundle.to_str().unwrap()])
-        .unwrap();
+    );
     let paused = || containers.field(&running, "{{.State.Paused}}").unwrap() == "true";
     std::thread::sleep(Duration::from_secs(1));
     assert!(!paused(), "no indicator lists its image yet");
 
     // The indicators bundle lists the running container's image: the sweep quarantines it.
-    let indicators = fleet.dir().join("indicators");
-    std::fs::create_dir(&indicators).unwrap();
-    std::fs::write(
-        indicators.join("intel.yaml"),
-        format!(
+    apply(
+        &fleet,
+        BundleKind::Indicators,
+        &format!(
             "apiVersion: lazaret.dev/v1\nkind: Indicators\nsource: e2e\nindicators:\n\
              - {{id: bad-busybox, type: image-id, value: '{image_id}', severity: critical}}\n\
              - {{id: expired, type: image-id, value: 'sha256:{}', valid_until: '2020-01-01T00:00:00Z'}}\n",
             "0".repeat(64)
         ),
-    )
-    .unwrap();
-    let bundle = fleet
-        .sign_kind(BundleKind::Indicators, "indicators.bundle", 1, &indicators)
-        .unwrap();
-    fleet
-        .json(0, &["bundle", "apply", bundle.to_str().unwrap()])
-        .unwrap();
+    );
     wait_until("the running container is quarantined", DEADLINE, paused);
-    let quarantines = fleet.json(0, &["quarantines"]).unwrap();
-    let record = quarantines
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|record| record["container"] == running.as_str())
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(record["source"], "policy:known-bad-images", "{quarantines}");
+    let record = quarantine_of(&fleet, &running).unwrap_or_default();
+    assert_eq!(record["source"], "policy:known-bad-images", "{record}");
     assert!(
         record["reason"]
             .as_str()
             .is_some_and(|reason| reason.contains("bad-busybox")),
         "the reason names the indicator: {record}"
     );
+}
+
+/// Writes `yaml` as the only file of a `kind` bundle, signs it (version 1) and applies it to the
+/// first agent.
+fn apply(fleet: &TestFleet, kind: BundleKind, yaml: &str) {
+    let dir = fleet.dir().join(kind.to_string());
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("doc.yaml"), yaml).unwrap();
+    let bundle = fleet
+        .sign_kind(kind, &format!("{kind}.bundle"), 1, &dir)
+        .unwrap();
+    fleet
+        .json(0, &["bundle", "apply", bundle.to_str().unwrap()])
+        .unwrap();
+}
+
+/// The first agent's quarantine record of `container`, if any.
+fn quarantine_of(fleet: &TestFleet, container: &str) -> Option<Value> {
+    let quarantines = fleet.json(0, &["quarantines"]).unwrap();
+    quarantines
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|record| record["container"] == container)
+        .cloned()
 }
 
 /// `sha256sum` of `(cat FILE; echo)`: the hash of a copy of FILE with a newline appended.
@@ -193,11 +198,10 @@ fn the_scan_acts_on_what_runs_inside_containers() {
         "the server answers before anything is cut"
     );
 
-    let policies = fleet.dir().join("policies");
-    std::fs::create_dir(&policies).unwrap();
-    std::fs::write(
-        policies.join("inside.yaml"),
-        format!(
+    apply(
+        &fleet,
+        BundleKind::Policies,
+        &format!(
             "apiVersion: lazaret.dev/v1\nkind: Policy\nname: known-bad-programs\nmode: enforce\n\
              match:\n  labels: {{lazaret.test: \"{run}\"}}\n\
              rules: [{{indicator: [process-name, exe-sha256]}}]\nactions: [pause]\n\
@@ -206,43 +210,22 @@ fn the_scan_acts_on_what_runs_inside_containers() {
              rules: [{{indicator: [ip]}}]\nactions: [network-cut]\n",
             run = containers.run_id()
         ),
-    )
-    .unwrap();
-    let bundle = fleet.sign("policies.bundle", 1, &policies).unwrap();
-    fleet
-        .json(0, &["bundle", "apply", bundle.to_str().unwrap()])
-        .unwrap();
-    let indicators = fleet.dir().join("indicators");
-    std::fs::create_dir(&indicators).unwrap();
-    std::fs::write(
-        indicators.join("intel.yaml"),
-        format!(
+    );
+    apply(
+        &fleet,
+        BundleKind::Indicators,
+        &format!(
             "apiVersion: lazaret.dev/v1\nkind: Indicators\nsource: e2e\nindicators:\n\
              - {{id: miner-name, type: process-name, value: xmrig}}\n\
              - {{id: tool-hash, type: exe-sha256, value: '{}'}}\n\
              - {{id: bad-server, type: ip, value: '{address}'}}\n",
             sha256_with_newline("/bin/busybox")
         ),
-    )
-    .unwrap();
-    let bundle = fleet
-        .sign_kind(BundleKind::Indicators, "indicators.bundle", 1, &indicators)
-        .unwrap();
-    fleet
-        .json(0, &["bundle", "apply", bundle.to_str().unwrap()])
-        .unwrap();
+    );
 
     let paused =
         |container: &str| containers.field(container, "{{.State.Paused}}").unwrap() == "true";
-    let record = |container: &str| {
-        let quarantines = fleet.json(0, &["quarantines"]).unwrap();
-        quarantines
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|record| record["container"] == container)
-            .cloned()
-    };
+    let record = |container: &str| quarantine_of(&fleet, container);
     wait_until(
         "the renamed and the modified busybox are paused",
         DEADLINE,
