@@ -95,6 +95,11 @@ pub async fn start(
         )
         .await?,
     );
+    let lag = crate::lag::LagWatch::register(
+        &mut registry,
+        gossip.clone(),
+        settings.interval.max(Duration::from_secs(1)),
+    );
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot bind the API on {}", config.listen))?;
@@ -141,6 +146,7 @@ pub async fn start(
         interval: settings.interval.max(Duration::from_millis(500)),
     };
     tasks.spawn(budget.run(shutdown.clone()));
+    tasks.spawn(lag.run(shutdown.clone()));
     if let Some(listen) = config.metrics {
         let registry = Arc::new(registry);
         let encode = move || {

@@ -10,6 +10,7 @@ pub mod agents;
 pub mod anchors;
 pub mod app;
 pub mod config;
+pub mod lag;
 pub mod service;
 pub mod state;
 pub mod switch;

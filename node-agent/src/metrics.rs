@@ -42,6 +42,12 @@ struct FindingLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuarantineLabels {
+    action: &'static str,
+    source: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RuntimeLabels {
     runtime: &'static str,
 }
@@ -70,6 +76,9 @@ pub struct Metrics {
     fast_path_dropped: Counter,
     start_to_enforced: Histogram,
     blast_radius_exceeded: Counter,
+    quarantines: Family<QuarantineLabels, Counter>,
+    tampering: Counter,
+    enforcement_gaps: Counter,
     policy_reloads: Family<ResultLabels, Counter>,
     certificate_expiry: Family<CertificateLabels, Gauge>,
     /// Bundles and gossip.
@@ -144,6 +153,24 @@ impl Metrics {
             "Fast path: from reading a start event to the quarantine's actions done",
             start_to_enforced.clone(),
         );
+        let quarantines = Family::<QuarantineLabels, Counter>::default();
+        registry.register(
+            "quarantines",
+            "Quarantines carried out, by action applied and source kind (policy, indicator, detection, operator)",
+            quarantines.clone(),
+        );
+        let tampering = Counter::default();
+        registry.register(
+            "tampering",
+            "Quarantines found undone (unpaused, restarted, cut table changed) and applied again",
+            tampering.clone(),
+        );
+        let enforcement_gaps = Counter::default();
+        registry.register(
+            "enforcement_gaps",
+            "Quarantines that could not be carried out (failed state, or an error before acting)",
+            enforcement_gaps.clone(),
+        );
         let blast_radius_exceeded = Counter::default();
         registry.register(
             "blast_radius_exceeded",
@@ -173,6 +200,9 @@ impl Metrics {
             fast_path_dropped,
             start_to_enforced,
             blast_radius_exceeded,
+            quarantines,
+            tampering,
+            enforcement_gaps,
             policy_reloads,
             containers,
             findings,
@@ -255,6 +285,26 @@ impl Metrics {
 
     pub fn observe_start_to_enforced(&self, elapsed: std::time::Duration) {
         self.start_to_enforced.observe(elapsed.as_secs_f64());
+    }
+
+    /// A quarantine carried out: one count per action it applied.
+    pub fn count_quarantine(&self, record: &lazaret_core::QuarantineRecord) {
+        for action in &record.actions {
+            self.quarantines
+                .get_or_create(&QuarantineLabels {
+                    action: action.as_str(),
+                    source: record.source.kind(),
+                })
+                .inc();
+        }
+    }
+
+    pub fn count_tampering(&self) {
+        self.tampering.inc();
+    }
+
+    pub fn count_enforcement_gap(&self) {
+        self.enforcement_gaps.inc();
     }
 
     pub fn count_blast_radius_exceeded(&self) {

@@ -44,6 +44,8 @@ pub struct AgentProcess {
     args: Vec<String>,
     /// Run inside this network namespace (`nsenter --net=…`), when set.
     netns: Option<PathBuf>,
+    /// A program (and its arguments) that execs the agent, e.g. `setpriv …`; empty: none.
+    wrapper: Vec<String>,
 }
 
 impl AgentProcess {
@@ -63,6 +65,28 @@ impl AgentProcess {
         extra: &[String],
         netns: Option<PathBuf>,
     ) -> anyhow::Result<AgentProcess> {
+        AgentProcess::launch(dir, config, extra, netns, Vec::new())
+    }
+
+    /// Like [`Self::start`], executed by `wrapper` (a program and its arguments that execs
+    /// the agent's command line given after them, as `setpriv … --` does).
+    pub fn start_wrapped(
+        dir: &Path,
+        config: &str,
+        policies: &Path,
+        wrapper: &[String],
+    ) -> anyhow::Result<AgentProcess> {
+        let policies = ["--policy-dir".to_string(), policies.display().to_string()];
+        AgentProcess::launch(dir, config, &policies, None, wrapper.to_vec())
+    }
+
+    fn launch(
+        dir: &Path,
+        config: &str,
+        extra: &[String],
+        netns: Option<PathBuf>,
+        wrapper: Vec<String>,
+    ) -> anyhow::Result<AgentProcess> {
         let config_path = dir.join("agent.toml");
         std::fs::write(&config_path, config)
             .with_context(|| format!("cannot write {}", config_path.display()))?;
@@ -81,9 +105,15 @@ impl AgentProcess {
             daemon: DaemonProcess::new("lazaret-agent", dir.to_path_buf()),
             args,
             netns,
+            wrapper,
         };
         agent.spawn()?;
         Ok(agent)
+    }
+
+    /// The agent's PID while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.daemon.pid()
     }
 
     /// The state directory (sled store) the agent runs on.
@@ -144,7 +174,14 @@ impl AgentProcess {
 
     fn spawn(&mut self) -> anyhow::Result<()> {
         let binary = workspace_binary("lazaret-agent")?;
-        let mut command = command_in(self.netns.as_deref(), binary);
+        let mut command = match self.wrapper.split_first() {
+            Some((program, arguments)) => {
+                let mut command = command_in(self.netns.as_deref(), program);
+                command.args(arguments).arg(binary);
+                command
+            }
+            None => command_in(self.netns.as_deref(), binary),
+        };
         command.args(&self.args);
         self.daemon.spawn(command, "lazaret-agent run").map(drop)
     }

@@ -31,6 +31,19 @@ impl QuarantineSource {
     }
 }
 
+impl QuarantineSource {
+    /// The kind alone (`policy`, `indicator`, `detection`, `operator`): a label of bounded
+    /// cardinality for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            QuarantineSource::Policy(_) => "policy",
+            QuarantineSource::Indicator(_) => "indicator",
+            QuarantineSource::Detection(_) => "detection",
+            QuarantineSource::Operator => "operator",
+        }
+    }
+}
+
 impl fmt::Display for QuarantineSource {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

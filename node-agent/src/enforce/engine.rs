@@ -158,6 +158,7 @@ impl Enforcer {
 
     /// Counts into the agent's metrics instead of private ones.
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.manager.set_metrics(metrics.clone());
         self.metrics = metrics;
         self
     }
@@ -509,6 +510,10 @@ impl Enforcer {
                 if let Some(elapsed) = since_start_event {
                     self.metrics.observe_start_to_enforced(elapsed);
                 }
+                self.metrics.count_quarantine(record);
+                if record.state == QuarantineState::Failed {
+                    self.metrics.count_enforcement_gap();
+                }
                 // Nobody subscribed is fine.
                 let _unheard = self.enforced.send(Enforced {
                     record: record.clone(),
@@ -528,6 +533,7 @@ impl Enforcer {
                 error!(%container, %source, %refusal, "ALERT: quarantine refused")
             }
             Err(error) => {
+                self.metrics.count_enforcement_gap();
                 error!(%container, %source, %error, "quarantine failed")
             }
         }

@@ -188,6 +188,8 @@ pub struct QuarantineManager {
     actions_done_at: Option<Instant>,
     /// The stored exemptions, once read (see [`Self::exemptions_now`]).
     exemptions: Option<Arc<ExemptionSet>>,
+    /// Where tampering found is counted.
+    metrics: crate::metrics::Metrics,
 }
 
 impl QuarantineManager {
@@ -219,7 +221,13 @@ impl QuarantineManager {
             automated: VecDeque::new(),
             actions_done_at: None,
             exemptions: None,
+            metrics: crate::metrics::Metrics::new(),
         }
+    }
+
+    /// Counts into the agent's metrics instead of private ones.
+    pub fn set_metrics(&mut self, metrics: crate::metrics::Metrics) {
+        self.metrics = metrics;
     }
 
     /// The runtimes acted through.
@@ -479,6 +487,7 @@ impl QuarantineManager {
         };
         let now = self.clock.now_unix_ms();
         let tampered = core_quarantine::apply(&record, QuarantineEvent::Tampered, now)?;
+        self.metrics.count_tampering();
         self.put(&tampered).await?;
         tracing::warn!(container = %info.id, %tampering, "quarantine tampered with: re-applying");
         self.audit_record(&tampered, AGENT_ACTOR, "tamper", tampering)

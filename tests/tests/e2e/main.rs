@@ -8,6 +8,7 @@ mod containerd_zoo;
 mod controller;
 mod detections;
 mod fleet;
+mod hardening;
 mod harness;
 mod indicators;
 mod inventory;

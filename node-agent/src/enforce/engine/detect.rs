@@ -125,7 +125,9 @@ impl Enforcer {
             source: QuarantineSource::Detection(detection.rule.clone()),
             scope: Default::default(),
         };
-        match self.manager.quarantine(request, info, false).await {
+        let result = self.manager.quarantine(request, info, false).await;
+        self.report(&info.id, &source, &result, None);
+        match result {
             Ok(record) => DetectOutcome::Quarantined {
                 response: response.name,
                 record,

@@ -179,6 +179,9 @@ async fn violating_container_is_quarantined_when_it_starts_and_others_are_left_a
 #[tokio::test]
 async fn tampering_is_repaired_on_change_and_on_sweep_and_removal_marks_gone() {
     let mut h = harness(POLICY, false);
+    let counted = Metrics::new();
+    h.enforcer.manager.set_metrics(counted.clone());
+    h.enforcer.metrics = counted.clone();
     h.see_running_with_sys_admin("bad").await;
     assert_eq!(h.state("bad"), ContainerState::Paused);
 
@@ -198,6 +201,12 @@ async fn tampering_is_repaired_on_change_and_on_sweep_and_removal_marks_gone() {
             .count(),
         2,
         "{audit:#?}"
+    );
+    let metrics = counted.encode();
+    assert!(metrics.contains("lazaret_tampering_total 2"), "{metrics}");
+    assert!(
+        metrics.contains("lazaret_quarantines_total{action=\"pause\",source=\"policy\"} 1"),
+        "{metrics}"
     );
 
     h.runtime.remove(&ContainerId::new("bad"));
