@@ -272,6 +272,19 @@ pub(crate) enum PolicyCommand {
         #[arg(required = true, value_name = "FILE|DIR")]
         paths: Vec<PathBuf>,
     },
+    /// What an audit-mode policy would have done across the fleet: every container it would
+    /// have quarantined, by node, with why (from the agents' audit trails, through the
+    /// controller). Switch it to enforce knowing its blast radius.
+    Report {
+        /// The policy's name.
+        name: String,
+        /// How far back to look.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "24h")]
+        since: Duration,
+        /// The newest records read from each agent's audit trail.
+        #[arg(long, default_value_t = 10_000)]
+        limit: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

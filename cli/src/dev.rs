@@ -264,12 +264,14 @@ fn env_file(
     pki_dir: &Path,
     signing_key: &Path,
     token: &str,
+    gossip_seed: &str,
 ) -> String {
     let join = |pick: fn(&DevAgent) -> &str| agents.iter().map(pick).collect::<Vec<_>>().join(",");
     format!(
         "export LAZARET_CONTROLLER={}\nexport LAZARET_AGENT={}\nexport LAZARET_AGENTS={}\n\
          export LAZARET_NODES={}\nexport LAZARET_TLS_DIR={}\nexport LAZARET_SIGNING_KEY={}\n\
-         export LAZARET_DETECTIONS=http://{}/falco\nexport LAZARET_DETECTIONS_TOKEN={token}\n",
+         export LAZARET_DETECTIONS=http://{}/falco\nexport LAZARET_DETECTIONS_TOKEN={token}\n\
+         export LAZARET_GOSSIP_SEED={gossip_seed}\n",
         controller.api,
         agents[0].api,
         join(|agent| &agent.api),
@@ -351,7 +353,14 @@ async fn run(dir: &Path, count: usize, policy_dirs: &[PathBuf]) -> anyhow::Resul
     let env = dir.join("env");
     std::fs::write(
         &env,
-        env_file(&agents, &controller, &pki_dir, &signing_key, &token),
+        env_file(
+            &agents,
+            &controller,
+            &pki_dir,
+            &signing_key,
+            &token,
+            fleet.seed.as_deref().unwrap_or_default(),
+        ),
     )
     .with_context(|| format!("cannot write {}", env.display()))?;
     println!(

@@ -18,6 +18,7 @@ mod fleet_audit;
 mod import;
 mod indicators;
 mod policy;
+mod policy_report;
 mod rollout;
 
 use std::process::ExitCode;
@@ -105,8 +106,16 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Diff { paths }) if fleet => online(Box::pin(async move {
             rollout::show_diff(&target, output, paths).await
         })),
+        Command::Policy(PolicyCommand::Report { name, since, limit }) if fleet => {
+            online(Box::pin(async move {
+                policy_report::report(&target, output, name, since, limit).await
+            }))
+        }
         Command::Policy(
-            PolicyCommand::Apply { .. } | PolicyCommand::List | PolicyCommand::Diff { .. },
+            PolicyCommand::Apply { .. }
+            | PolicyCommand::List
+            | PolicyCommand::Diff { .. }
+            | PolicyCommand::Report { .. },
         )
         | Command::Indicators(_) => needs_controller(),
         Command::Pki(command) => pki_command(command),

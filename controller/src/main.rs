@@ -21,6 +21,17 @@ struct Cli {
     /// The configuration file (see deploy/config/controller.toml).
     #[arg(long, short, env = "LAZARET_CONTROLLER_CONFIG")]
     config: PathBuf,
+    /// Address of FleetService, host:port (overrides api.listen). It is gossiped: give an
+    /// address agents and operators reach, not 0.0.0.0 (in Kubernetes: the pod's IP).
+    #[arg(long, value_name = "ADDR")]
+    api_listen: Option<String>,
+    /// Gossip (UDP) address, host:port (overrides gossip.listen).
+    #[arg(long, value_name = "ADDR")]
+    gossip_listen: Option<String>,
+    /// Log format: `text` for people, `json` for log pipelines (one object per line, on
+    /// stderr). RUST_LOG sets the level (default info).
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 /// The exit code of a configuration that does not validate (as the agent's).
@@ -29,15 +40,26 @@ const EXIT_CONFIG: u8 = 64;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
-    let config = match RawConfig::from_file(&cli.config)
-        .and_then(|raw| raw.validate().map_err(anyhow::Error::from))
-    {
+        .with_writer(std::io::stderr);
+    match cli.log_format.as_str() {
+        "json" => logs.json().flatten_event(true).init(),
+        _ => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+    let config = match RawConfig::from_file(&cli.config).and_then(|mut raw| {
+        if let Some(listen) = &cli.api_listen {
+            raw.api.listen = listen.clone();
+        }
+        if let Some(listen) = &cli.gossip_listen {
+            raw.gossip.listen = listen.clone();
+        }
+        raw.validate().map_err(anyhow::Error::from)
+    }) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("lazaret-controller: {error:#}");

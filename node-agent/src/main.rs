@@ -66,9 +66,14 @@ enum Command {
         /// (`lazaretctl pki init --dir DIR`; overrides api.tls_dir). Without it the API is off.
         #[arg(long, value_name = "DIR")]
         tls_dir: Option<PathBuf>,
-        /// Address of the gRPC API, host:port (overrides api.listen).
+        /// Address of the gRPC API, host:port (overrides api.listen). Peers and the controller
+        /// call it at this address, so give the node's own address, not 0.0.0.0.
         #[arg(long, value_name = "ADDR")]
         api_listen: Option<String>,
+        /// Gossip (UDP) address, host:port (overrides gossip.listen; peers reach the node there
+        /// unless gossip.advertise says otherwise). A DaemonSet passes the node's IP here.
+        #[arg(long, value_name = "ADDR")]
+        gossip_listen: Option<String>,
     },
     /// Print a one-shot posture report of this host and exit.
     Scan {
@@ -153,6 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         state_dir,
         tls_dir,
         api_listen,
+        gossip_listen,
         ..
     } = &cli.command
     {
@@ -165,6 +171,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         if let Some(listen) = api_listen {
             raw.api.listen = listen.clone();
+        }
+        if let Some(listen) = gossip_listen {
+            raw.gossip.listen = listen.clone();
         }
     }
     let config = raw.validate()?;

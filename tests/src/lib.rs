@@ -25,6 +25,7 @@ pub mod command;
 pub mod containers;
 pub mod controller_process;
 pub mod daemon;
+pub mod dev_fleet;
 pub mod docker;
 pub mod fleet;
 pub mod image;

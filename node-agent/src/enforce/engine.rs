@@ -55,7 +55,7 @@ use lazaret_core::{ContainerId, ContainerInfo, ContainerState};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use super::policy_files::{PolicyFiles, Reload};
 use super::quarantine::{AGENT_ACTOR, QuarantineError, QuarantineManager, QuarantineResult};
@@ -78,11 +78,13 @@ pub struct Enforced {
 /// How long the same detection (container, rule) acts only once, unless configured.
 pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(60);
 
+mod audit_mode;
 mod commands;
 pub mod detect;
 mod fast_path;
 pub mod scanned;
 
+use self::audit_mode::{AuditModeHit, Judged, NotedWouldHave};
 pub use self::commands::EnforcerHandle;
 use self::commands::{COMMAND_BUFFER, Command};
 use self::fast_path::Prejudged;
@@ -104,6 +106,8 @@ pub struct Enforcer {
     prejudged: HashMap<ContainerId, Prejudged>,
     /// Quarantines the current sweep has still to re-check.
     pending_rechecks: VecDeque<ContainerId>,
+    /// What audit-mode policies would have done, recorded once per (container, policy).
+    noted: NotedWouldHave,
     /// The inventory, once running: a start whose create this task has not judged yet is judged
     /// from its newest entry.
     inventory: Option<watch::Receiver<Arc<InventorySnapshot>>>,
@@ -137,6 +141,7 @@ impl Enforcer {
             seen: HashMap::new(),
             prejudged: HashMap::new(),
             pending_rechecks: VecDeque::new(),
+            noted: NotedWouldHave::default(),
             inventory: None,
             rolled_forward: false,
             metrics: Metrics::new(),
@@ -289,6 +294,7 @@ impl Enforcer {
         self.policies = set;
         self.seen.clear();
         self.prejudged.clear();
+        self.forget_would_have();
     }
 
     /// Rolls stored quarantines forward once; `false` (retried at the next sweep) on failure.
@@ -423,8 +429,9 @@ impl Enforcer {
             }
             ContainerState::Running | ContainerState::Paused => {
                 self.prejudged.remove(&info.id);
-                if let Some(request) = self.request_for(entry, exemptions, self.indicators.as_ref())
-                {
+                let judged = self.judge_entry(entry, exemptions, self.indicators.as_ref());
+                self.note_would_have(info, judged.audit_mode).await;
+                if let Some(request) = judged.request {
                     let policy = request.source.to_string();
                     let result = self.manager.quarantine(request, info, false).await;
                     self.report(&info.id, &policy, &result, None);
@@ -456,9 +463,19 @@ impl Enforcer {
     fn request_for(
         &self,
         entry: &InventoryEntry,
-        (exemptions, now): &(Arc<ExemptionSet>, i64),
+        exemptions: &(Arc<ExemptionSet>, i64),
         indicators: &dyn IndicatorLookup,
     ) -> Option<QuarantineRequest> {
+        self.judge_entry(entry, exemptions, indicators).request
+    }
+
+    /// [`Self::request_for`], and what audit-mode policies would have done.
+    fn judge_entry(
+        &self,
+        entry: &InventoryEntry,
+        (exemptions, now): &(Arc<ExemptionSet>, i64),
+        indicators: &dyn IndicatorLookup,
+    ) -> Judged {
         let info = &entry.info;
         let is_exempt = |policy: &str| exemptions.is_exempt(&info.id, policy, *now);
         let verdict = policy::judge(
@@ -470,30 +487,42 @@ impl Enforcer {
                 is_exempt: &is_exempt,
             },
         );
-        for would in &verdict.would_have {
-            debug!(container = %info.id, ?would, "audit-mode policy would have acted");
-        }
-        let policy_name = verdict.enforcing_policy.clone()?;
-        if verdict.actions.is_empty() {
-            return None;
-        }
-        let reason = verdict
-            .findings
+        let why = |policy: &str| {
+            verdict
+                .findings
+                .iter()
+                .find(|finding| &*finding.policy == policy)
+                .or(verdict.findings.first())
+                .map(|finding| finding.why.to_string())
+                .unwrap_or_else(|| format!("violates {policy}"))
+        };
+        let audit_mode = verdict
+            .would_have
             .iter()
-            .find(|finding| finding.policy == policy_name)
-            .or(verdict.findings.first())
-            .map(|finding| finding.why.to_string())
-            .unwrap_or_else(|| format!("violates {policy_name}"));
-        Some(QuarantineRequest {
-            container: info.id.clone(),
-            node: self.node.clone(),
-            actions: verdict.actions.clone(),
-            ttl: verdict.ttl,
-            reason,
-            actor: AGENT_ACTOR.to_string(),
-            source: QuarantineSource::Policy(policy_name.to_string()),
-            scope: verdict.scope,
-        })
+            .map(|would| AuditModeHit {
+                policy: would.policy.to_string(),
+                actions: would.actions.clone(),
+                why: why(&would.policy),
+            })
+            .collect();
+        let request = verdict
+            .enforcing_policy
+            .clone()
+            .filter(|_| !verdict.actions.is_empty())
+            .map(|policy_name| QuarantineRequest {
+                container: info.id.clone(),
+                node: self.node.clone(),
+                actions: verdict.actions.clone(),
+                ttl: verdict.ttl,
+                reason: why(&policy_name),
+                actor: AGENT_ACTOR.to_string(),
+                source: QuarantineSource::Policy(policy_name.to_string()),
+                scope: verdict.scope,
+            });
+        Judged {
+            request,
+            audit_mode,
+        }
     }
 
     /// Logs, counts and publishes how a quarantine the agent decided on went.

@@ -698,7 +698,7 @@ pub fn mode_name(audit_only: bool) -> &'static str {
     if audit_only { "audit-only" } else { "enforce" }
 }
 
-fn actions_text(actions: &[Action]) -> String {
+pub(crate) fn actions_text(actions: &[Action]) -> String {
     actions
         .iter()
         .map(|action| action.as_str())

@@ -3,3 +3,4 @@
 //! Kubernetes API types and name only images, ports, paths and flags the project has.
 
 mod alerts;
+mod kubernetes;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use lazaret_core::roles::Role;
 use lazaret_tests::agent_process::{AgentProcess, workspace_binary};
+use lazaret_tests::dev_fleet::DevUp;
 use lazaret_tests::{BUSYBOX_IMAGE, TestContainers, ensure_busybox_image, free_port, init_tracing};
 use lazaretctl::pki;
 use serde_json::Value;
@@ -377,30 +378,6 @@ fn a_python_grpc_client_lists_services_by_reflection_and_gets_serving() {
     );
 }
 
-/// The environment `dev up` wrote to `DIR/env` (`export KEY=value` lines).
-fn dev_env(path: &Path) -> Vec<(String, String)> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
-        .map(|(key, value)| (key.to_string(), value.to_string()))
-        .collect()
-}
-
-/// `dev up` as a child; on a failed assertion it is interrupted (stopping its agents) too.
-struct DevUp(std::process::Child);
-
-impl Drop for DevUp {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _interrupted = Command::new("kill")
-                .args(["-INT", &self.0.id().to_string()])
-                .status();
-            let _reaped = lazaret_tests::command::wait_with_deadline(&mut self.0, DEADLINE);
-        }
-    }
-}
-
 #[test]
 fn the_readme_quick_start_brings_a_fleet_up_quarantines_and_stops_on_ctrl_c() {
     init_tracing();
@@ -408,24 +385,8 @@ fn the_readme_quick_start_brings_a_fleet_up_quarantines_and_stops_on_ctrl_c() {
     let containers = TestContainers::new(None);
     let dir = tempfile::tempdir().unwrap();
     let fleet_dir = dir.path().join("dev");
-    let mut fleet = DevUp(
-        Command::new(workspace_binary("lazaretctl").unwrap())
-            .args(["dev", "up", "--agents", "2", "--dir"])
-            .arg(&fleet_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let fleet = &mut fleet.0;
-    let env_path = fleet_dir.join("env");
-    let deadline = std::time::Instant::now() + DEADLINE;
-    while dev_env(&env_path).len() < 8 {
-        assert!(std::time::Instant::now() < deadline, "dev up wrote no env");
-        assert!(fleet.try_wait().unwrap().is_none(), "dev up exited early");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let env = dev_env(&env_path);
+    let (mut fleet, env) = DevUp::start(&fleet_dir, 2).unwrap();
+    let fleet = &mut fleet.child;
     let keys: Vec<&str> = env.iter().map(|(key, _)| key.as_str()).collect();
     assert_eq!(
         keys,
@@ -437,7 +398,8 @@ fn the_readme_quick_start_brings_a_fleet_up_quarantines_and_stops_on_ctrl_c() {
             "LAZARET_TLS_DIR",
             "LAZARET_SIGNING_KEY",
             "LAZARET_DETECTIONS",
-            "LAZARET_DETECTIONS_TOKEN"
+            "LAZARET_DETECTIONS_TOKEN",
+            "LAZARET_GOSSIP_SEED"
         ]
     );
     // What a user who ran `source DIR/env` types: through the controller.

@@ -491,3 +491,49 @@ fn automated_quarantines_past_the_fleet_budget_flip_every_agent_to_audit_only() 
         "enforce"
     );
 }
+
+#[test]
+fn a_policy_report_shows_what_an_audit_mode_policy_would_have_done_across_the_fleet() {
+    init_tracing();
+    ensure_busybox_image(None).unwrap();
+    let containers = TestContainers::new(None);
+    let fleet = fleet_with_controller(2);
+    let dir = fleet.dir().join("audit-policy");
+    std::fs::create_dir(&dir).unwrap();
+    let file = policy(&dir, &containers, "audit");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("mode: enforce", "mode: audit")).unwrap();
+    let flagged = owned(&containers, "report-flagged", "node-2", "audit");
+    let unflagged = owned(&containers, "report-other", "node-1", "fine");
+    fleet
+        .fleet_json(&["policy", "apply", dir.to_str().unwrap()])
+        .unwrap();
+
+    let report = || {
+        fleet
+            .fleet_json(&["policy", "report", "fleet-audit", "--since", "1h"])
+            .unwrap()
+    };
+    wait_until("the report names the flagged container", DEADLINE, || {
+        report()["containers"] == 1
+    });
+    let report = report();
+    assert_eq!(
+        report["by_node"],
+        serde_json::json!({"node-2": 1}),
+        "{report}"
+    );
+    let hit = &report["hits"][0];
+    assert_eq!(hit["container"], flagged.as_str(), "{report}");
+    assert_eq!(hit["would_have"], "pause (audit mode)", "{report}");
+    // Audit mode: nothing was done to either.
+    assert!(!paused(&containers, &flagged) && !paused(&containers, &unflagged));
+    let table = fleet
+        .run_fleet(&["policy", "report", "fleet-audit"])
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    assert!(
+        table.contains("fleet-audit: 1 container(s) on 1 node(s) in the last 1day (node-2 1)"),
+        "{table}"
+    );
+}

@@ -12,6 +12,7 @@ mod hardening;
 mod harness;
 mod indicators;
 mod inventory;
+mod join_by_hand;
 mod network_cut;
 mod policies;
 mod quarantine;

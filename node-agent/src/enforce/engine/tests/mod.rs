@@ -232,11 +232,21 @@ async fn audit_only_records_would_have_and_does_nothing() {
 }
 
 #[tokio::test]
-async fn audit_mode_policy_does_nothing() {
+async fn audit_mode_policy_does_nothing_and_records_what_it_would_have_done_once() {
     let mut h = harness(&POLICY.replace("mode: enforce", "mode: audit"), false);
+    h.see_running_with_sys_admin("bad").await;
+    // Judged again (another inspect of it): no second record.
     h.see_running_with_sys_admin("bad").await;
     assert_eq!(h.state("bad"), ContainerState::Running);
     assert!(!h.has_record("bad"));
+    assert_eq!(
+        h.audit(),
+        ["quarantine would-have: network-cut, pause (audit mode)"]
+    );
+    let record = &h.store.audit_records(1, 10).unwrap()[0];
+    assert_eq!(record.source, "policy:no-sys-admin");
+    assert_eq!(record.target, "bad");
+    assert!(record.reason.contains("SYS_ADMIN"), "{}", record.reason);
 }
 
 #[tokio::test]
