@@ -149,7 +149,12 @@ pub fn render_containers(output: Output, containers: &[v1::ContainerView]) -> St
     }
 }
 
-pub async fn container(target: &Target, output: Output, name: &str) -> Result<(), Failure> {
+pub async fn container(
+    target: &Target,
+    output: Output,
+    name: &str,
+    evidence: bool,
+) -> Result<(), Failure> {
     let mut client = connect(target).await?;
     let detail = client
         .get_container(request(v1::GetContainerRequest {
@@ -157,17 +162,22 @@ pub async fn container(target: &Target, output: Output, name: &str) -> Result<()
         }))
         .await?
         .into_inner();
-    print_container(output, detail);
+    print_container(output, detail, evidence);
     Ok(())
 }
 
 /// What `container` prints: the container, its quarantine and its history.
-pub(crate) fn print_container(output: Output, detail: v1::ContainerDetail) {
+/// `container`'s output; with `evidence`, the evidence taken at quarantine too.
+pub(crate) fn print_container(output: Output, detail: v1::ContainerDetail, evidence: bool) {
     let view = detail.view.unwrap_or_default();
+    let taken: Option<Value> = serde_json::from_str(&detail.evidence).ok();
     match output {
         Output::Json => {
             let mut value = container_json(&view);
             value["history"] = Value::Array(detail.history.iter().map(audit_json).collect());
+            if evidence {
+                value["evidence"] = taken.unwrap_or(Value::Null);
+            }
             print_json(&value);
         }
         Output::Table => {
@@ -193,6 +203,9 @@ pub(crate) fn print_container(output: Output, detail: v1::ContainerDetail) {
             if !detail.history.is_empty() {
                 println!("history:");
                 print_audit_table(&detail.history);
+            }
+            if evidence {
+                print!("{}", crate::evidence::render(taken.as_ref()));
             }
         }
     }

@@ -103,6 +103,10 @@ pub(crate) enum Command {
     Container {
         #[arg(value_name = "ID|NAME")]
         target: String,
+        /// Also show the evidence taken when it was quarantined: its processes (name, PID,
+        /// executable SHA-256) and the remote addresses of its sockets at that moment.
+        #[arg(long)]
+        evidence: bool,
     },
     /// Quarantine a container: cut its network and pause it (by default), recorded with your
     /// name and reason. Through the controller: on whichever node owns it, or every container a

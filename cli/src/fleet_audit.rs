@@ -10,7 +10,12 @@ use crate::agent::{audit_json, json_text, print_container, short, table};
 use crate::client::{Failure, Target, connect_controller, request};
 use crate::fleet::warn_unreachable;
 
-pub async fn container(target: &Target, output: Output, name: &str) -> Result<(), Failure> {
+pub async fn container(
+    target: &Target,
+    output: Output,
+    name: &str,
+    evidence: bool,
+) -> Result<(), Failure> {
     let mut client = connect_controller(target).await?;
     let found = client
         .get_container(request(v1::FleetGetContainerRequest {
@@ -18,7 +23,7 @@ pub async fn container(target: &Target, output: Output, name: &str) -> Result<()
         }))
         .await?
         .into_inner();
-    print_container(output, found.detail.unwrap_or_default());
+    print_container(output, found.detail.unwrap_or_default(), evidence);
     Ok(())
 }
 

@@ -13,6 +13,7 @@ mod bundle;
 mod client;
 mod detections;
 mod dev;
+mod evidence;
 mod fleet;
 mod fleet_audit;
 mod import;
@@ -211,11 +212,17 @@ fn main() -> ExitCode {
         } => online(Box::pin(async move {
             agent::containers(&target, output, quarantined, findings).await
         })),
-        Command::Container { target: name } if fleet => online(Box::pin(async move {
-            fleet_audit::container(&target, output, &name).await
+        Command::Container {
+            target: name,
+            evidence,
+        } if fleet => online(Box::pin(async move {
+            fleet_audit::container(&target, output, &name, evidence).await
         })),
-        Command::Container { target: name } => online(Box::pin(async move {
-            agent::container(&target, output, &name).await
+        Command::Container {
+            target: name,
+            evidence,
+        } => online(Box::pin(async move {
+            agent::container(&target, output, &name, evidence).await
         })),
         Command::Quarantine {
             target: name,

@@ -57,13 +57,17 @@ fn it_starts_and_stops_on_sigterm() {
     )
     .unwrap();
     let log = dir.path().join("log");
-    let mut child = Command::new(CONTROLLER)
-        .arg("--config")
-        .arg(&config)
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(CONTROLLER)
+            .arg("--config")
+            .arg(&config)
+            .args(["--log-format", "json"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut child.0;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !std::fs::read_to_string(&log)
         .unwrap()
@@ -76,6 +80,12 @@ fn it_starts_and_stops_on_sigterm() {
         );
         assert!(Instant::now() < deadline, "never started");
         std::thread::sleep(Duration::from_millis(100));
+    }
+    // Structured logs: one JSON object per line, on stderr.
+    for line in std::fs::read_to_string(&log).unwrap().lines() {
+        let parsed: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|error| panic!("not a JSON log line ({error}): {line}"));
+        assert!(parsed["level"].is_string(), "{line}");
     }
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", metrics)).unwrap();
     std::io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
@@ -101,4 +111,16 @@ fn it_starts_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "{status}");
+}
+
+/// A child killed and reaped when the test ends, even by a failed assertion.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _killed = self.0.kill();
+            let _reaped = self.0.wait();
+        }
+    }
 }

@@ -248,8 +248,19 @@ pub async fn start(
         .with_bundles(book.clone());
         let gossip_slot = api.gossip_slot();
         let tls = settings.read_tls()?;
-        let (bound, task) =
-            api::serve(settings, &tls, api, &agent.metrics, shutdown.clone()).await?;
+        let (bound, task) = api::serve(
+            settings,
+            &tls,
+            api,
+            &agent.metrics,
+            agent
+                .runtime_status
+                .iter()
+                .map(|(_, status)| status.clone())
+                .collect(),
+            shutdown.clone(),
+        )
+        .await?;
         agent.api_addr = Some(bound);
         agent.tasks.spawn(async move {
             drop(task.await);

@@ -10,6 +10,7 @@
 //! handshake, before any handler runs.
 
 mod bundles;
+pub mod readiness;
 pub use lazaret_fleet::caller as identity;
 pub mod service;
 
@@ -101,6 +102,7 @@ pub async fn serve(
     files: &TlsFiles,
     api: AgentApi,
     metrics: &Metrics,
+    runtimes: Vec<tokio::sync::watch::Receiver<crate::watcher::RuntimeStatus>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let tls = tls_config(settings, files, metrics)?;
@@ -111,7 +113,7 @@ pub async fn serve(
         .local_addr()
         .context("cannot read the API address")?;
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<AgentServiceServer<AgentApi>>().await;
+    tokio::spawn(readiness::follow(health, runtimes, shutdown.clone()));
     // Both reflection versions: grpcurl asks v1, grpcio's client library v1alpha.
     let reflection = || {
         tonic_reflection::server::Builder::configure()

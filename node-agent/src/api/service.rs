@@ -263,6 +263,11 @@ impl AgentService for AgentApi {
             .filter(|record| record.target == target)
             .map(v1::AuditEvent::from)
             .collect();
+        let evidence_of = id.clone();
+        let evidence = self
+            .blocking(move |store| store.evidence(&evidence_of))
+            .await?
+            .unwrap_or_default();
         let snapshot = self.inventory.current();
         let view = match snapshot.get(&id) {
             Some(entry) => self.view(entry, record.as_ref()),
@@ -274,6 +279,7 @@ impl AgentService for AgentApi {
         Ok(Response::new(v1::ContainerDetail {
             view: Some(view),
             history,
+            evidence,
         }))
     }
 

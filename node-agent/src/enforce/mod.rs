@@ -15,6 +15,7 @@
 //! hit the host itself.
 
 pub mod engine;
+pub mod evidence;
 pub mod netns;
 pub mod policy_files;
 pub mod quarantine;

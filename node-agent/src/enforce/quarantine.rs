@@ -382,6 +382,14 @@ impl QuarantineManager {
         let (actions, hardened) = core_quarantine::harden_network_cut(&request.actions, info);
         let record = QuarantineRecord::requested(QuarantineRequest { actions, ..request }, now);
         self.put(&record).await?;
+        // Evidence: before a stop or a kill (nothing is left afterwards), else after the actions.
+        let destructive = record
+            .actions
+            .iter()
+            .any(|action| matches!(action, Action::Stop | Action::Kill));
+        if destructive {
+            self.keep_evidence(info, now).await;
+        }
         // Stored: act now. The `requested` audit record is written while the actions run.
         let requested = match hardened {
             Some(why) => format!("requested; {why}"),
@@ -392,8 +400,23 @@ impl QuarantineManager {
             self.perform(&record, info)
         );
         self.actions_done_at = Some(Instant::now());
+        if !destructive {
+            let (store, info) = (self.store.clone(), info.clone());
+            tokio::task::spawn_blocking(move || keep_evidence(&store, &info, now));
+        }
         audited?;
         self.conclude(record, outcomes).await
+    }
+
+    /// Takes and stores the evidence of `info`'s container now (see [`super::evidence`]).
+    async fn keep_evidence(&self, info: &ContainerInfo, now: i64) {
+        let (store, info) = (self.store.clone(), info.clone());
+        if tokio::task::spawn_blocking(move || keep_evidence(&store, &info, now))
+            .await
+            .is_err()
+        {
+            tracing::error!("the evidence task failed");
+        }
     }
 
     /// When the actions of the last quarantine carried out by [`Self::quarantine`] were done
@@ -691,6 +714,14 @@ pub fn is_protected(info: &ContainerInfo) -> bool {
     info.labels
         .get(PROTECTED_LABEL)
         .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"))
+}
+
+/// Takes and stores evidence (blocking); a failure is logged, never in the way of a quarantine.
+fn keep_evidence(store: &Store, info: &ContainerInfo, now: i64) {
+    let evidence = super::evidence::take(info, now);
+    if let Err(error) = store.put_evidence(&info.id, &evidence) {
+        tracing::error!(container = %info.id, %error, "cannot store the quarantine's evidence");
+    }
 }
 
 /// `audit-only` or `enforce`, as the API and the audit trail name the modes.

@@ -32,6 +32,7 @@
 mod audit;
 mod bundles;
 mod error;
+mod evidence;
 #[cfg(test)]
 mod tests;
 
@@ -59,6 +60,8 @@ pub const TREE_CURSOR: &str = "cursor";
 /// Store-wide values: [`META_SCHEMA`], [`META_AUDIT_HEAD`], [`META_GENERATION`],
 /// [`META_FLEET_MODE`].
 pub const TREE_META: &str = "meta";
+/// Evidence taken at quarantine, by container id (JSON, bounded).
+pub const TREE_EVIDENCE: &str = "evidence";
 /// The schema version, as decimal text.
 pub const META_SCHEMA: &str = "schema";
 /// The audit chain's head, as JSON, written in the same transaction as each record.
@@ -101,6 +104,7 @@ pub struct Store {
     audit: sled::Tree,
     bundles: sled::Tree,
     meta: sled::Tree,
+    evidence: sled::Tree,
     /// sled's data file, opened a second time for `Durability::Disk`'s `fsync` (on Linux an
     /// `fsync` through any descriptor syncs the file).
     data_file: Option<Arc<File>>,
@@ -152,6 +156,7 @@ impl Store {
             audit: open_tree(TREE_AUDIT)?,
             bundles: open_tree(TREE_BUNDLES)?,
             meta: open_tree(TREE_META)?,
+            evidence: open_tree(TREE_EVIDENCE)?,
             db,
             data_file,
         };

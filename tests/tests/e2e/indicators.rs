@@ -247,6 +247,23 @@ fn the_scan_acts_on_what_runs_inside_containers() {
             "the reason names the indicator and the scan: {record}"
         );
     }
+    // The evidence taken at quarantine shows what each was running and talking to.
+    let evidence = |container: &str| {
+        fleet
+            .json(0, &["container", container, "--evidence"])
+            .unwrap()["evidence"]
+            .clone()
+    };
+    wait_until("the evidence is taken", DEADLINE, || {
+        evidence(&miner)["processes"]
+            .as_array()
+            .is_some_and(|processes| processes.iter().any(|p| p["name"] == "xmrig"))
+            && evidence(&client)["remote_addresses"]
+                .as_array()
+                .is_some_and(|addresses| addresses.iter().any(|a| a == address.as_str()))
+    });
+    assert_eq!(evidence(&miner)["container"]["id"], miner.as_str());
+
     // The client's cut is real: the server no longer answers it; it still answers others.
     wait_until("the client's connections are cut", DEADLINE, || {
         http_from(&containers, &client, &address).is_empty()
