@@ -155,31 +155,36 @@ pub async fn serve(
             .context("cannot read the intake address")?;
         info!(%address, "detections intake listening (Falco http_output, bearer token)");
         bound = Some(address);
-        let (app, shutdown) = (app.clone(), shutdown.clone());
-        tasks.push(tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await;
-            if let Err(served) = served {
-                error!(error = %served, "the detections intake stopped");
-            }
-        }));
+        tasks.push(tokio::spawn(served(
+            listener,
+            app.clone(),
+            shutdown.clone(),
+        )));
     }
     if let Some(path) = &settings.socket {
         let listener = bind_socket(path)?;
         info!(socket = %path.display(), "detections intake listening on a unix socket (bearer token)");
         let path = path.clone();
         tasks.push(tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await;
-            if let Err(served) = served {
-                error!(error = %served, "the detections intake's socket stopped");
-            }
+            served(listener, app, shutdown).await;
             drop(std::fs::remove_file(&path));
         }));
     }
     Ok((bound, tasks))
+}
+
+/// Serves `app` on `listener` until `shutdown`.
+async fn served<L>(listener: L, app: Router, shutdown: CancellationToken)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    if let Err(served) = served {
+        error!(error = %served, "the detections intake stopped");
+    }
 }
 
 /// Binds a unix socket at `path`, readable and writable by the agent's user only. A socket left
