@@ -2,12 +2,14 @@
 //! Scenarios live in `src/bin/scenarios/`; criterion micro-benches in `benches/`.
 #![forbid(unsafe_code)]
 
+pub mod goal;
+
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Summary of a latency sample, in milliseconds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LatencySummary {
     pub samples: usize,
     pub p50_ms: f64,
@@ -35,7 +37,7 @@ pub fn summarize(samples: &[Duration]) -> Option<LatencySummary> {
 }
 
 /// One line of the report: a measured metric, its goal, and its floor when it has one.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Measurement {
     pub metric: String,
     pub goal: String,

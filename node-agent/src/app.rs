@@ -46,10 +46,13 @@ pub fn runtimes_from_config(config: &AgentConfig) -> Vec<Arc<dyn ContainerRuntim
         runtimes.push(Arc::new(DockerRuntime::new(socket.clone())));
     }
     if let Some(containerd) = &config.containerd {
-        runtimes.push(Arc::new(ContainerdRuntime::new(
-            containerd.socket.clone(),
-            containerd.namespaces.clone(),
-        )));
+        let mut runtime =
+            ContainerdRuntime::new(containerd.socket.clone(), containerd.namespaces.clone());
+        if config.docker_socket.is_some() {
+            // Docker reports its own containers: containerd's `moby` twin only signals starts.
+            runtime = runtime.shadowing(vec![crate::runtime::containerd::DOCKER_NAMESPACE.into()]);
+        }
+        runtimes.push(Arc::new(runtime));
     }
     runtimes
 }

@@ -7,7 +7,8 @@
 //! quarantine round trip ([`cli`]); (5) the agent process's RSS and idle CPU ([`footprint`]);
 //! (6) fleet convergence over gossip, a 10k-indicator bundle, idle gossip bandwidth ([`fleet`]);
 //! (7) quarantine through the controller and the fleet-wide switch ([`controller`]);
-//! (8) a Falco alert → enforced ([`detect`]); (9) the scan's cost per container ([`scan`]).
+//! (8) a Falco alert → enforced ([`detect`]); (9) the scan's cost per container ([`scan`]);
+//! (10) a burst of starts, none missed ([`burst`]).
 //! Every container it makes carries the test label and is removed at the end.
 
 use std::collections::HashMap;
@@ -42,7 +43,7 @@ struct Args {
     #[arg(long, default_value = "network-cut, pause")]
     enforce_actions: String,
     /// Run only these scenarios (comma-separated: create, enforce, cut, cli, footprint, fleet,
-    /// controller, detect, scan);
+    /// controller, detect, scan, burst);
     /// all if unset.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -82,6 +83,9 @@ struct Args {
     indicators: usize,
     #[arg(long, default_value_t = 50)]
     indicator_agents: usize,
+    /// Containers started at once (`burst`).
+    #[arg(long, default_value_t = 300)]
+    burst: usize,
     /// Running containers the scan looks inside (`scan`).
     #[arg(long, default_value_t = 50)]
     scan_containers: usize,
@@ -97,6 +101,7 @@ struct Args {
     out: PathBuf,
 }
 
+mod burst;
 mod cli;
 mod controller;
 mod detect;
@@ -165,6 +170,9 @@ async fn run_all(
     }
     if runs("detect") {
         measurements.extend(detect::alert_to_enforced(args, docker, run_label).await?);
+    }
+    if runs("burst") {
+        measurements.extend(burst::burst(args, docker, run_label).await?);
     }
     if runs("scan") {
         measurements.extend(scan::cost_per_container(args, docker, run_label).await?);

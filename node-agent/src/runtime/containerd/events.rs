@@ -111,6 +111,8 @@ pub struct ForwarderContext {
     pub endpoint: String,
     pub namespaces: Vec<String>,
     pub known: NamespaceMap,
+    /// Namespaces of which only start events are passed on.
+    pub shadowed: Vec<String>,
 }
 
 /// Opens the subscription and returns once containerd has confirmed it (see the module docs).
@@ -238,6 +240,9 @@ async fn forward(
             continue;
         };
         remember(&context.known, &envelope.namespace, &event);
+        if event.kind != EventKind::Started && context.shadowed.contains(&envelope.namespace) {
+            continue;
+        }
         match sender.try_send(event) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {

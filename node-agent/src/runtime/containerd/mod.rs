@@ -71,6 +71,11 @@ pub struct ContainerdRuntime {
     host_capabilities: Vec<String>,
     /// (namespace, `repo@digest`) → whether that image record exists.
     digest_records: Mutex<HashMap<(String, String), bool>>,
+    /// Namespaces whose containers another watched runtime reports (Docker's `moby`, when Docker
+    /// is watched): only their start events are passed on (the fast path may act on the earliest
+    /// start signal); their other events would make the agent inspect, for a view the inventory
+    /// ignores anyway.
+    shadowed: Vec<String>,
 }
 
 /// One connection: its channel, the subscription until `events` takes it, and the forwarder,
@@ -97,7 +102,14 @@ impl ContainerdRuntime {
             known: Arc::new(Mutex::new(HashMap::new())),
             host_capabilities: records::own_bounding_capabilities(),
             digest_records: Mutex::new(HashMap::new()),
+            shadowed: Vec::new(),
         }
+    }
+
+    /// Passes on only the start events of `namespaces` (see the field's docs).
+    pub fn shadowing(mut self, namespaces: Vec<String>) -> Self {
+        self.shadowed = namespaces;
+        self
     }
 
     /// The namespaces this backend watches, in listing order.
@@ -213,6 +225,7 @@ impl ContainerRuntime for ContainerdRuntime {
             endpoint: self.socket.clone(),
             namespaces: self.namespaces.clone(),
             known: self.known.clone(),
+            shadowed: self.shadowed.clone(),
         };
         let (subscription, forwarder) = events::subscribe(channel.clone(), context).await?;
         *self
