@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 ./scripts/bootstrap.sh
 cargo build --release --locked -p lazaret-agent -p lazaretctl -p lazaret-controller -p lazaret-benches --bins
 # Criterion: shorter windows than its defaults (the medians are stable at these sizes).
-cargo bench --locked -p lazaret-benches -- --warm-up-time 1 --measurement-time 3 --noplot
+cargo bench --locked -p lazaret-benches --benches -- --warm-up-time 1 --measurement-time 3 --noplot
 mkdir -p bench-results
 ./target/release/lazaret-scenarios --out bench-results "$@"
 ./target/release/lazaret-report --criterion target/criterion \

@@ -6,7 +6,8 @@
 //!   (or `us`) are converted to milliseconds; a unit starting with `x` (`1.15x raw pause`) compares
 //!   the p50 ratio to the floor instead.
 //! - Without a percentile the measured value itself (a number) is compared, in the goal's unit
-//!   (`MiB`, `%`, `M/s`, `µs`: the scenario reports it in that unit).
+//!   (`MiB`, `%`, `M/s`, `µs`: the scenario reports it in that unit); a latency summary measured
+//!   against a bare time bound (`<= 2.5 s`) is held to it at its p99 (the stricter reading).
 //! - Anything in parentheses, or any clause that does not parse, is not a goal: `None`.
 
 use serde_json::Value;
@@ -32,6 +33,18 @@ struct Clause {
     subject: Subject,
     side: Side,
     bound: f64,
+    /// The bound in milliseconds, when its unit is a time.
+    bound_ms: Option<f64>,
+}
+
+/// Milliseconds per `unit`, for the time units.
+fn millis(unit: &str) -> Option<f64> {
+    match unit {
+        "ms" => Some(1.0),
+        "s" => Some(1000.0),
+        "µs" | "us" => Some(0.001),
+        _ => None,
+    }
 }
 
 fn clause(text: &str) -> Option<Clause> {
@@ -54,23 +67,17 @@ fn clause(text: &str) -> Option<Clause> {
         .unwrap_or(rest.len());
     let number: f64 = rest[..number_end].parse().ok()?;
     let unit = rest[number_end..].trim();
+    let bound_ms = millis(unit).map(|scale| number * scale);
     let (subject, bound) = match percentile {
         Some(_) if unit.starts_with('x') => (Subject::Ratio, number),
-        Some(subject) => {
-            let scale = match unit {
-                "ms" => 1.0,
-                "s" => 1000.0,
-                "µs" | "us" => 0.001,
-                _ => return None,
-            };
-            (subject, number * scale)
-        }
+        Some(subject) => (subject, bound_ms?),
         None => (Subject::Value, number),
     };
     Some(Clause {
         subject,
         side,
         bound,
+        bound_ms,
     })
 }
 
@@ -87,15 +94,23 @@ pub fn met(measurement: &Measurement) -> Option<bool> {
     let clauses = clauses(&measurement.goal)?;
     let mut met = true;
     for clause in clauses {
-        let measured = match clause.subject {
-            Subject::P50 => measurement.value.get("p50_ms").and_then(Value::as_f64),
-            Subject::P99 => measurement.value.get("p99_ms").and_then(Value::as_f64),
-            Subject::Ratio => measurement.ratio_p50,
-            Subject::Value => measurement.value.as_f64(),
-        }?;
+        let p99 = measurement.value.get("p99_ms").and_then(Value::as_f64);
+        let (measured, bound) = match clause.subject {
+            Subject::P50 => (
+                measurement.value.get("p50_ms").and_then(Value::as_f64)?,
+                clause.bound,
+            ),
+            Subject::P99 => (p99?, clause.bound),
+            Subject::Ratio => (measurement.ratio_p50?, clause.bound),
+            Subject::Value => match (measurement.value.as_f64(), p99, clause.bound_ms) {
+                (Some(value), _, _) => (value, clause.bound),
+                (None, Some(p99), Some(bound_ms)) => (p99, bound_ms),
+                _ => return None,
+            },
+        };
         met &= match clause.side {
-            Side::AtMost => measured <= clause.bound,
-            Side::AtLeast => measured >= clause.bound,
+            Side::AtMost => measured <= bound,
+            Side::AtLeast => measured >= bound,
         };
     }
     Some(met)
@@ -121,12 +136,37 @@ mod tests {
     fn goals_are_checked_clause_by_clause() {
         let latency = json!({"p50_ms": 15.5, "p99_ms": 26.8, "max_ms": 30.0, "samples": 80});
         let both = "p50 <= 1.15x raw pause, p99 <= 40 ms";
-        assert_eq!(met(&measured(both, latency.clone(), Some(0.91))), Some(true));
-        assert_eq!(met(&measured(both, latency.clone(), Some(1.2))), Some(false));
-        assert_eq!(met(&measured("p99 <= 20 ms", latency.clone(), None)), Some(false));
-        assert_eq!(met(&measured("p50 <= 1 s", latency.clone(), None)), Some(true));
-        assert_eq!(met(&measured("p50 <= 10 µs", latency.clone(), None)), Some(false));
+        assert_eq!(
+            met(&measured(both, latency.clone(), Some(0.91))),
+            Some(true)
+        );
+        assert_eq!(
+            met(&measured(both, latency.clone(), Some(1.2))),
+            Some(false)
+        );
+        assert_eq!(
+            met(&measured("p99 <= 20 ms", latency.clone(), None)),
+            Some(false)
+        );
+        assert_eq!(
+            met(&measured("p50 <= 1 s", latency.clone(), None)),
+            Some(true)
+        );
+        assert_eq!(
+            met(&measured("p50 <= 10 µs", latency.clone(), None)),
+            Some(false)
+        );
         assert_eq!(met(&measured("<= 30 MiB", json!(12.5), None)), Some(true));
+        assert_eq!(met(&measured("<= 100 ms", json!(31.6), None)), Some(true));
+        assert_eq!(
+            met(&measured("<= 25 ms", latency.clone(), None)),
+            Some(false),
+            "a bare time bound holds a summary at its p99"
+        );
+        assert_eq!(
+            met(&measured("<= 2.5 s", latency.clone(), None)),
+            Some(true)
+        );
         assert_eq!(met(&measured(">= 10 M/s", json!(9.5), None)), Some(false));
         assert_eq!(met(&measured("(reported)", latency.clone(), None)), None);
         assert_eq!(met(&measured("fast enough", latency.clone(), None)), None);

@@ -31,7 +31,7 @@ struct Args {
 fn criterion_goal(id: &str) -> (String, &'static str, Unit) {
     match id {
         "judge/one_container_50_policies" => (
-            "judge one violating container against 50 policies".into(),
+            "judge one violating container against 50 policies (µs)".into(),
             "<= 20 µs",
             Unit::Micros,
         ),
@@ -225,12 +225,18 @@ fn main() -> anyhow::Result<()> {
         Ok(text) => serde_json::from_str(&text)
             .with_context(|| format!("{} is not the harness's report", args.scenarios.display()))?,
         Err(error) => {
-            eprintln!("no scenarios ({}: {error}); criterion only", args.scenarios.display());
+            eprintln!(
+                "no scenarios ({}: {error}); criterion only",
+                args.scenarios.display()
+            );
             Vec::new()
         }
     };
     measurements.extend(criterion_measurements(&args.criterion));
-    anyhow::ensure!(!measurements.is_empty(), "nothing measured: run the benches first");
+    anyhow::ensure!(
+        !measurements.is_empty(),
+        "nothing measured: run the benches first"
+    );
     let rows: Vec<Row> = measurements
         .into_iter()
         .map(|measurement| Row {
@@ -257,7 +263,11 @@ fn main() -> anyhow::Result<()> {
         "wrote {} and {}; goals missed: {}",
         args.out.display(),
         args.json.display(),
-        if missed.is_empty() { "none".to_string() } else { missed.join("; ") }
+        if missed.is_empty() {
+            "none".to_string()
+        } else {
+            missed.join("; ")
+        }
     );
     Ok(())
 }

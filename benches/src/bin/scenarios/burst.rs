@@ -105,7 +105,11 @@ pub async fn burst(
     let snapshot = agent.inventory.snapshots.borrow().clone();
     let judged = ids
         .iter()
-        .filter(|id| snapshot.get(id).is_some_and(|entry| !entry.findings.is_empty()))
+        .filter(|id| {
+            snapshot
+                .get(id)
+                .is_some_and(|entry| !entry.findings.is_empty())
+        })
         .count();
     let paused = violators
         .iter()
@@ -118,7 +122,11 @@ pub async fn burst(
     shutdown.cancel();
     agent.drain().await;
     let missed = (ids.len() - judged) + (violators.len() - paused);
-    let what = format!("burst of {} container starts ({} violators)", ids.len(), violators.len());
+    let what = format!(
+        "burst of {} container starts ({} violators)",
+        ids.len(),
+        violators.len()
+    );
     Ok(vec![
         Measurement {
             metric: format!("{what}: missed (not judged, or a violator not paused)"),

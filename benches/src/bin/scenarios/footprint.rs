@@ -155,7 +155,8 @@ async fn under_events(
 ) -> anyhow::Result<(f64, f64)> {
     let mut busy = Vec::new();
     for index in 0..5 {
-        let id = create_container(docker, run_label, &format!("{run_label}-events-{index}")).await?;
+        let id =
+            create_container(docker, run_label, &format!("{run_label}-events-{index}")).await?;
         docker.start_container(&id, None).await?;
         busy.push(id);
     }

@@ -153,45 +153,77 @@ async fn run_all(
     let runs =
         |scenario: &str| args.only.is_empty() || args.only.iter().any(|only| only == scenario);
     let mut measurements = Vec::new();
+    // Each scenario in turn; its containers are removed before the next (so that, e.g., the
+    // footprint counts its own 200 and not every earlier scenario's). A scenario that fails is
+    // reported as failed, and the others still run.
+    let mut record =
+        async |scenario: &str, outcome: anyhow::Result<Vec<Measurement>>| -> anyhow::Result<()> {
+            match outcome {
+                Ok(measured) => measurements.extend(measured),
+                Err(error) => {
+                    eprintln!("scenario {scenario} failed: {error:#}");
+                    measurements.push(Measurement {
+                        metric: format!("scenario `{scenario}`"),
+                        goal: "(failed)".into(),
+                        value: serde_json::json!(format!("failed: {error:#}")),
+                        floor: None,
+                        ratio_p50: None,
+                    });
+                }
+            }
+            remove_labelled(docker, run_label).await
+        };
     if runs("create") {
-        measurements.push(create_to_inventory(docker, run_label, args.containers).await?);
+        let outcome = create_to_inventory(docker, run_label, args.containers)
+            .await
+            .map(|measured| vec![measured]);
+        record("create", outcome).await?;
     }
     if runs("enforce") {
-        measurements.extend(
+        let outcome =
             enforce::start_to_enforced(docker, run_label, args.enforced, &args.enforce_actions)
-                .await?,
-        );
+                .await;
+        record("enforce", outcome).await?;
     }
     if runs("cut") {
-        measurements.extend(enforce::cut_and_restore(docker, run_label, args.cuts).await?);
+        let outcome = enforce::cut_and_restore(docker, run_label, args.cuts).await;
+        record("cut", outcome).await?;
     }
     if runs("cli") {
-        measurements.extend(cli::cli_round_trip(args, docker, run_label).await?);
+        record("cli", cli::cli_round_trip(args, docker, run_label).await).await?;
     }
     if runs("detect") {
-        measurements.extend(detect::alert_to_enforced(args, docker, run_label).await?);
+        let outcome = detect::alert_to_enforced(args, docker, run_label).await;
+        record("detect", outcome).await?;
     }
     if runs("burst") {
-        measurements.extend(burst::burst(args, docker, run_label).await?);
+        record("burst", burst::burst(args, docker, run_label).await).await?;
     }
     if runs("scan") {
-        measurements.extend(scan::cost_per_container(args, docker, run_label).await?);
+        let outcome = scan::cost_per_container(args, docker, run_label).await;
+        record("scan", outcome).await?;
     }
     if runs("controller") {
-        measurements.extend(controller::controller(args, docker, run_label).await?);
+        let outcome = controller::controller(args, docker, run_label).await;
+        record("controller", outcome).await?;
     }
     if runs("footprint") {
-        measurements.extend(footprint::agent_process_footprint(args, docker, run_label).await?);
+        let outcome = footprint::agent_process_footprint(args, docker, run_label).await;
+        record("footprint", outcome).await?;
     }
     if runs("fleet") {
         for &count in args.fleet_processes.iter().filter(|&&count| count > 0) {
-            measurements.extend(fleet::processes(args, count).await?);
+            record("fleet", fleet::processes(args, count).await).await?;
         }
         for &count in args.fleet_in_process.iter().filter(|&&count| count > 0) {
-            measurements.push(fleet::in_process(args, count).await?);
+            let outcome = fleet::in_process(args, count)
+                .await
+                .map(|measured| vec![measured]);
+            record("fleet", outcome).await?;
         }
         for &count in args.fleet_simulated.iter().filter(|&&count| count > 0) {
-            measurements.push(fleet::simulated(args, count)?);
+            let outcome = fleet::simulated(args, count).map(|measured| vec![measured]);
+            record("fleet", outcome).await?;
         }
     }
     Ok(measurements)
