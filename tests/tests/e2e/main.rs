@@ -19,3 +19,4 @@ mod quarantine;
 mod quarantine_containerd;
 mod quarantine_docker;
 mod reconnect;
+mod runtime_twins;
