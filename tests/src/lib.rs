@@ -21,6 +21,7 @@
 
 pub mod agent;
 pub mod agent_process;
+pub mod agent_unit;
 pub mod command;
 pub mod containers;
 pub mod controller_process;

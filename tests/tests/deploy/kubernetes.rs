@@ -305,13 +305,8 @@ fn the_agent_daemon_set_runs_what_the_project_builds() {
     );
 
     // Exactly the systemd unit's capabilities, nothing else, not privileged.
-    let unit = std::fs::read_to_string(repo("deploy/systemd/lazaret-agent.service")).unwrap();
-    let bounding: BTreeSet<String> = unit
-        .lines()
-        .find_map(|line| line.strip_prefix("CapabilityBoundingSet="))
-        .unwrap()
-        .split_whitespace()
-        .map(|name| name.trim_start_matches("CAP_").to_string())
+    let bounding: BTreeSet<String> = lazaret_tests::agent_unit::capabilities()
+        .into_iter()
         .collect();
     let security = agent.security_context.as_ref().unwrap();
     let capabilities = security.capabilities.as_ref().unwrap();

@@ -5,11 +5,11 @@
 //! (its PID namespace link, its executable, its socket table) stays readable. Its `/metrics`,
 //! scraped, shows the quarantine it just made.
 
-use std::path::Path;
 use std::time::Duration;
 
 use lazaret_agent::enforce::netns::CutStatus;
 use lazaret_tests::agent_process::{AgentProcess, metric_value, scrape_metrics};
+use lazaret_tests::agent_unit;
 use lazaret_tests::inside::cut_status;
 use lazaret_tests::{BUSYBOX_IMAGE, TestContainers, ensure_busybox_image, free_port, init_tracing};
 
@@ -23,21 +23,12 @@ fn config(port: u16) -> String {
     )
 }
 
-/// The unit's `KEY=` values (the last one wins, as systemd reads them).
-fn unit_setting(unit: &str, key: &str) -> Option<String> {
-    unit.lines()
-        .rev()
-        .find_map(|line| line.trim().strip_prefix(key)?.strip_prefix('='))
-        .map(|value| value.trim().to_string())
-}
-
-/// `setpriv` arguments applying the unit's capability bounding set and no-new-privileges.
-fn setpriv_for(unit_path: &Path) -> (Vec<String>, Vec<String>) {
-    let unit = std::fs::read_to_string(unit_path).unwrap();
-    let capabilities: Vec<String> = unit_setting(&unit, "CapabilityBoundingSet")
-        .expect("the unit bounds the agent's capabilities")
-        .split_whitespace()
-        .map(|name| name.trim_start_matches("CAP_").to_ascii_lowercase())
+/// `setpriv` arguments applying the unit's capability bounding set and no-new-privileges, and
+/// the capabilities (lower case, as `capsh` names them).
+fn setpriv_for_unit() -> (Vec<String>, Vec<String>) {
+    let capabilities: Vec<String> = agent_unit::capabilities()
+        .iter()
+        .map(|name| name.to_ascii_lowercase())
         .collect();
     assert!(!capabilities.is_empty());
     let bounding = std::iter::once("-all".to_string())
@@ -49,7 +40,7 @@ fn setpriv_for(unit_path: &Path) -> (Vec<String>, Vec<String>) {
         format!("--bounding-set={bounding}"),
         "--inh-caps=-all".to_string(),
     ];
-    if unit_setting(&unit, "NoNewPrivileges").as_deref() == Some("yes") {
+    if agent_unit::setting("NoNewPrivileges").as_deref() == Some("yes") {
         wrapper.push("--no-new-privs".into());
     }
     wrapper.push("--".into());
@@ -83,9 +74,7 @@ async fn the_agent_cuts_pauses_and_scans_under_the_units_restrictions() {
     init_tracing();
     ensure_busybox_image(None).unwrap();
     let containers = TestContainers::new(None);
-    let unit =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/systemd/lazaret-agent.service");
-    let (wrapper, mut capabilities) = setpriv_for(&unit);
+    let (wrapper, mut capabilities) = setpriv_for_unit();
 
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");
