@@ -2,7 +2,7 @@
 //! API (mutual TLS), beside the raw pause, with a read alone to show the fixed cost.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use bollard::Docker;
@@ -14,7 +14,7 @@ use lazaret_benches::{Measurement, summarize};
 use lazaret_core::ContainerId;
 use tokio_util::sync::CancellationToken;
 
-use super::{Args, DOCKER_SOCKET, create_container};
+use super::{Args, DOCKER_SOCKET, create_container, start_seen_running};
 
 /// `lazaretctl quarantine ID --reason …` (a process: start, TLS handshake, the RPC, the agent's
 /// store write, cut and pause) against an in-process agent with the API, beside the raw pause.
@@ -80,21 +80,13 @@ pub async fn cli_round_trip(
             raw_task_pause.push(started.elapsed());
         }
 
-        let target =
-            create_container(docker, run_label, &format!("{run_label}-cli-{index}")).await?;
-        docker.start_container(&target, None).await?;
-        let id = ContainerId::new(target.as_str());
-        let mut snapshots = agent.inventory.snapshots.clone();
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            snapshots.wait_for(|snapshot| {
-                snapshot
-                    .get(&id)
-                    .is_some_and(|entry| entry.info.state == lazaret_core::ContainerState::Running)
-            }),
+        let target = start_seen_running(
+            docker,
+            &agent.inventory,
+            run_label,
+            &format!("{run_label}-cli-{index}"),
         )
-        .await
-        .context("the container never reached the inventory")??;
+        .await?;
         let lazaretctl = |command: &[&str]| {
             let mut process = tokio::process::Command::new(&args.lazaretctl);
             process

@@ -4,7 +4,7 @@
 //! comes once the quarantine is applied (cut and paused). Beside it, the raw Docker pause.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use bollard::Docker;
@@ -17,7 +17,7 @@ use lazaret_core::ContainerId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use super::{Args, DOCKER_SOCKET, create_container};
+use super::{Args, DOCKER_SOCKET, create_container, start_seen_running};
 
 const TOKEN: &str = "bench-token-0123456789abcdef";
 
@@ -96,21 +96,13 @@ pub async fn alert_to_enforced(
         pause.pause(&ContainerId::new(baseline.as_str())).await?;
         raw_pause.push(started.elapsed());
 
-        let target =
-            create_container(docker, run_label, &format!("{run_label}-alert-{round}")).await?;
-        docker.start_container(&target, None).await?;
-        let id = ContainerId::new(target.as_str());
-        let mut snapshots = agent.inventory.snapshots.clone();
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            snapshots.wait_for(|snapshot| {
-                snapshot
-                    .get(&id)
-                    .is_some_and(|entry| entry.info.state == lazaret_core::ContainerState::Running)
-            }),
+        let target = start_seen_running(
+            docker,
+            &agent.inventory,
+            run_label,
+            &format!("{run_label}-alert-{round}"),
         )
-        .await
-        .context("the container never reached the inventory")??;
+        .await?;
         let body = serde_json::json!({
             "rule": "Terminal shell in container",
             "priority": "Critical",

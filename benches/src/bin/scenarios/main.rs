@@ -229,6 +229,31 @@ async fn run_all(
     Ok(measurements)
 }
 
+/// Creates and starts a sleeping container, and waits (10 s at most) until `inventory` shows it
+/// running.
+async fn start_seen_running(
+    docker: &Docker,
+    inventory: &lazaret_agent::inventory::InventoryHandle,
+    run_label: &str,
+    name: &str,
+) -> anyhow::Result<String> {
+    let target = create_container(docker, run_label, name).await?;
+    docker.start_container(&target, None).await?;
+    let id = ContainerId::new(target.as_str());
+    let mut snapshots = inventory.snapshots.clone();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        snapshots.wait_for(|snapshot| {
+            snapshot
+                .get(&id)
+                .is_some_and(|entry| entry.info.state == lazaret_core::ContainerState::Running)
+        }),
+    )
+    .await
+    .context("the container never reached the inventory")??;
+    Ok(target)
+}
+
 async fn create_container(docker: &Docker, run_label: &str, name: &str) -> anyhow::Result<String> {
     create_labelled(docker, run_label, name, &[]).await
 }
