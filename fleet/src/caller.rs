@@ -33,15 +33,19 @@ impl Caller {
     /// controller forwards one (`PERMISSION_DENIED` when anyone else tries).
     pub fn of<T>(request: &Request<T>) -> Result<Caller, Status> {
         let direct = Caller::certified(request)?;
-        let Some((name, role)) = forwarded(request.metadata())? else {
-            return Ok(direct);
-        };
-        if direct.role != Role::Controller {
+        // Refused before the entries are read: anyone else learns nothing from how they parse.
+        let metadata = request.metadata();
+        let claims =
+            metadata.contains_key(ON_BEHALF_OF) || metadata.contains_key(ON_BEHALF_OF_ROLE);
+        if claims && direct.role != Role::Controller {
             return Err(Status::permission_denied(format!(
                 "{} ({}): only a controller may call on behalf of someone else",
                 direct.name, direct.role
             )));
         }
+        let Some((name, role)) = forwarded(metadata)? else {
+            return Ok(direct);
+        };
         if matches!(role, Role::Controller | Role::Node) {
             return Err(Status::permission_denied(format!(
                 "{}: a controller forwards operators, not role {role}",

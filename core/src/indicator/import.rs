@@ -34,6 +34,20 @@ impl Imported {
     fn push(&mut self, indicator: Indicator, at: String) {
         if let Err(why) = check_value(indicator.kind, &indicator.value) {
             self.skipped.push(Skipped { at, why });
+        } else if indicator.id.trim().is_empty() {
+            // `IndicatorSet::load` refuses it too (found by fuzzing).
+            self.skipped.push(Skipped {
+                at,
+                why: "the indicator has no id".into(),
+            });
+        } else if let Some(until) = &indicator.valid_until
+            && humantime::parse_rfc3339_weak(until).is_err()
+        {
+            // `IndicatorSet::load` refuses it: the document would not load (found by fuzzing).
+            self.skipped.push(Skipped {
+                at,
+                why: format!("valid_until {until:?} is not an RFC 3339 time"),
+            });
         } else if self.indicators.iter().any(|known| known.id == indicator.id) {
             self.skipped.push(Skipped {
                 at,
@@ -201,7 +215,9 @@ fn split_unquoted<'a>(text: &'a str, separator: &str) -> Vec<&'a str> {
     while index < text.len() {
         if bytes[index] == b'\'' && (index == 0 || bytes[index - 1] != b'\\') {
             quoted = !quoted;
-        } else if !quoted && text[index..].starts_with(separator) {
+        } else if !quoted && bytes[index..].starts_with(separator.as_bytes()) {
+            // Bytes, not `text[index..]`: `index` may be inside a multi-byte character (found
+            // by fuzzing); a separator match starts and ends on character boundaries.
             parts.push(text[start..index].trim());
             index += separator.len();
             start = index;
@@ -399,6 +415,70 @@ mod tests {
                 .indicators
                 .len(),
             4
+        );
+    }
+
+    /// Fuzzing (`fuzz/fuzz_targets/stix_import.rs`) found a STIX `valid_until` that was imported
+    /// as is, giving a document that `IndicatorSet::load` refuses.
+    #[test]
+    fn a_stix_indicator_with_a_bad_valid_until_is_skipped_not_imported() {
+        let bundle = r#"{"type": "bundle", "objects": [
+            {"type": "indicator", "id": "indicator--ip", "pattern_type": "stix",
+             "pattern": "[ipv4-addr:value = '198.51.100.7']", "valid_until": "20z30-01-01T00:00:00Z"},
+            {"type": "indicator", "id": "indicator--ok", "pattern": "[file:name = 'xmrig']",
+             "valid_until": "2030-01-01T00:00:00Z"}]}"#;
+        let imported = from_stix("feed", bundle).unwrap();
+        assert_eq!(imported.indicators.len(), 1);
+        assert_eq!(imported.indicators[0].id, "indicator--ok");
+        assert_eq!(imported.skipped.len(), 1);
+        assert_eq!(imported.skipped[0].at, "indicator--ip");
+        assert!(
+            imported.skipped[0].why.contains("RFC 3339"),
+            "{:?}",
+            imported.skipped
+        );
+        let document = to_document("feed", &imported.indicators);
+        assert_eq!(
+            IndicatorSet::load([("stix.yaml", document.as_str())]).unwrap(),
+            IndicatorSet {
+                indicators: imported.indicators
+            }
+        );
+    }
+
+    /// Fuzzing (`fuzz/fuzz_targets/stix_import.rs`) found a pattern with a multi-byte character
+    /// outside quotes that panicked while splitting at ` OR ` (a byte index inside `Ɠ`).
+    #[test]
+    fn a_pattern_with_multi_byte_characters_is_reported_not_a_panic() {
+        let bundle = r#"{"objects": [{"type": "indicator", "id": "s", "pattern": "[pƓip]"}]}"#;
+        let imported = from_stix("feed", bundle).unwrap();
+        assert!(imported.indicators.is_empty());
+        assert_eq!(imported.skipped.len(), 1, "{:?}", imported.skipped);
+        assert_eq!(imported.skipped[0].at, "s");
+        let names = r#"{"objects": [{"type": "indicator", "id": "n",
+            "pattern": "[process:name = 'zé' OR file:name = 'ß'] OR [process:name = 'ñ']"}]}"#;
+        let values: Vec<String> = from_stix("feed", names)
+            .unwrap()
+            .indicators
+            .into_iter()
+            .map(|indicator| indicator.value)
+            .collect();
+        assert_eq!(values, ["zé", "ß", "ñ"]);
+    }
+
+    /// Fuzzing (`fuzz/fuzz_targets/stix_import.rs`) showed a STIX indicator with an empty id
+    /// imported, giving a document that `IndicatorSet::load` refuses.
+    #[test]
+    fn a_stix_indicator_without_an_id_is_skipped_not_imported() {
+        let bundle = r#"{"objects": [{"type": "indicator", "id": "", "pattern": "[file:name = 'x']"},
+            {"type": "indicator", "id": " ", "pattern": "[file:name = 'y']"}]}"#;
+        let imported = from_stix("feed", bundle).unwrap();
+        assert!(imported.indicators.is_empty(), "{:?}", imported.indicators);
+        assert_eq!(imported.skipped.len(), 2);
+        assert!(
+            imported.skipped[0].why.contains("no id"),
+            "{:?}",
+            imported.skipped
         );
     }
 }

@@ -39,6 +39,9 @@ pub struct IndicatorIndex {
     pub expired: usize,
     /// Image-ref patterns left out past [`MAX_IMAGE_REF_GLOBS`] (or not valid globs), by id.
     pub refused: Vec<String>,
+    /// Why these entries cannot vouch for what they do not match ([`IndicatorLookup::doubt`]):
+    /// set by whoever knows where they came from (the agent, for a bundle past its expiry).
+    pub doubt: Option<String>,
 }
 
 impl Default for IndicatorIndex {
@@ -54,6 +57,7 @@ impl Default for IndicatorIndex {
             next_expiry: None,
             expired: 0,
             refused: Vec::new(),
+            doubt: None,
         }
     }
 }
@@ -183,6 +187,12 @@ impl IndicatorIndex {
     }
 
     /// Whether an entry indexed has expired by `now_unix`: the index should be built again.
+    /// Asks for a rebuild once `until` (Unix seconds) has passed, as if an entry expired then
+    /// (the agent passes its bundle's own expiry, after which the entries are in doubt).
+    pub fn rebuild_after(&mut self, until: i64) {
+        self.next_expiry = Some(self.next_expiry.map_or(until, |next| next.min(until)));
+    }
+
     pub fn has_expired_entries(&self, now_unix: i64) -> bool {
         self.next_expiry.is_some_and(|until| until < now_unix)
     }
@@ -241,6 +251,10 @@ impl IndicatorLookup for IndicatorIndex {
             IndicatorKind::ProcessName | IndicatorKind::ExeSha256 | IndicatorKind::Ip => None,
         };
         found.map(hit)
+    }
+
+    fn doubt(&self) -> Option<&str> {
+        self.doubt.as_deref()
     }
 }
 

@@ -163,6 +163,10 @@ impl IndicatorLookup for WithObserved<'_> {
             .find(kind, container)
             .or_else(|| hit(self.index, kind, self.observed))
     }
+
+    fn doubt(&self) -> Option<&str> {
+        self.index.doubt()
+    }
 }
 
 #[cfg(test)]

@@ -88,6 +88,14 @@ pub struct IndicatorHit {
 /// until they exist, [`NoIndicators`] matches nothing.
 pub trait IndicatorLookup {
     fn find(&self, kind: IndicatorKind, container: &ContainerInfo) -> Option<IndicatorHit>;
+
+    /// Why the indicators cannot vouch for a container they do not match (the bundle they came
+    /// from is past its expiry, say), if they cannot: an `indicator` rule that finds nothing is
+    /// then an evaluation error, which the policy's `on_error` decides, instead of clear. A match
+    /// still violates.
+    fn doubt(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// An empty indicator set.
@@ -300,12 +308,20 @@ impl Rule {
                 .iter()
                 .filter_map(|kind| inputs.indicators.find(*kind, inputs.container))
                 .find(|hit| min_severity.is_none_or(|minimum| hit.severity >= minimum))
-                .map_or(RuleOutcome::Clear, |hit| {
-                    RuleOutcome::Violated(Arc::from(format!(
-                        "{} {} matches indicator {}",
-                        hit.kind, hit.value, hit.indicator_id
-                    )))
-                }),
+                .map_or_else(
+                    || match inputs.indicators.doubt() {
+                        Some(doubt) => {
+                            RuleOutcome::Error(format!("the indicators are in doubt: {doubt}"))
+                        }
+                        None => RuleOutcome::Clear,
+                    },
+                    |hit| {
+                        RuleOutcome::Violated(Arc::from(format!(
+                            "{} {} matches indicator {}",
+                            hit.kind, hit.value, hit.indicator_id
+                        )))
+                    },
+                ),
             Rule::Expr(expression) => match cel.map(|context| expression.evaluate(context)) {
                 Some(Ok(true)) => RuleOutcome::Violated(expression.why_true()),
                 Some(Ok(false)) => RuleOutcome::Clear,

@@ -397,7 +397,7 @@ impl BundleBook {
         // Indicators are indexed once, here: the enforcement task and readers share the index.
         let indicators = match &content {
             BundleContent::Indicators(set) => {
-                Some(Arc::new(IndicatorIndex::build(set, now_unix())))
+                Some(Arc::new(indexed(set, stamp, bundle.expires, now_unix())))
             }
             BundleContent::Policies(_) => None,
         };
@@ -480,13 +480,36 @@ fn now_unix() -> i64 {
 
 /// The index of a held indicators bundle (empty without one).
 fn index_of(held: Option<&Held>, now: i64) -> IndicatorIndex {
-    let set = held
-        .and_then(|held| match held.bundle.content() {
-            Ok(BundleContent::Indicators(set)) => Some(set),
-            _ => None,
-        })
-        .unwrap_or_default();
-    IndicatorIndex::build(&set, now)
+    let Some(held) = held else {
+        return IndicatorIndex::default();
+    };
+    match held.bundle.content() {
+        Ok(BundleContent::Indicators(set)) => indexed(&set, held.stamp, held.bundle.expires, now),
+        _ => IndicatorIndex::default(),
+    }
+}
+
+/// The index of the indicators of bundle `stamp`, which expires at `expires`. Past that its
+/// entries still match but are in doubt ([`IndicatorIndex::doubt`]: `on_error` decides about
+/// containers they do not match); before it, the index asks to be rebuilt when it comes.
+fn indexed(
+    set: &lazaret_core::indicator::IndicatorSet,
+    stamp: BundleStamp,
+    expires: u64,
+    now: i64,
+) -> IndicatorIndex {
+    let mut index = IndicatorIndex::build(set, now);
+    let expires_at = i64::try_from(expires).unwrap_or(i64::MAX);
+    if now >= expires_at {
+        index.doubt = Some(format!(
+            "the indicators bundle {stamp} expired at {} and no fresh one arrived",
+            chrono::DateTime::from_timestamp(expires_at, 0)
+                .map_or_else(|| expires.to_string(), |at| at.to_rfc3339())
+        ));
+    } else {
+        index.rebuild_after(expires_at.saturating_sub(1));
+    }
+    index
 }
 
 /// Parses and verifies stored bytes of `kind`.

@@ -212,3 +212,38 @@ async fn the_index_is_rebuilt_once_an_indicator_expires() {
         "once"
     );
 }
+
+#[tokio::test]
+async fn past_the_bundles_expiry_the_indicators_are_in_doubt() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = BundleSigningKey::from_seed([9; 32]);
+    let (book, _metrics) = book(dir.path(), &key);
+    let now = chrono::Utc::now().timestamp();
+    let expires = now + 3_600;
+    let bundle = Bundle::new(
+        BundleKind::Indicators,
+        1,
+        now as u64,
+        expires as u64,
+        vec![BundleItem {
+            name: "i.yaml".into(),
+            content: "apiVersion: lazaret.dev/v1\nkind: Indicators\nsource: t\nindicators:\n\
+                      - {id: miner, type: process-name, value: xmrig}\n"
+                .into(),
+        }],
+        key.id(),
+    )
+    .unwrap()
+    .sign(&key)
+    .unwrap()
+    .to_file_bytes();
+    book.offer(bundle, "admin", true).await.unwrap();
+    assert!(book.indicators().doubt.is_none());
+    assert!(!book.reindex_expired_at(expires - 1).await, "not yet");
+    assert!(book.reindex_expired_at(expires).await, "at the expiry");
+    let index = book.indicators();
+    let doubt = index.doubt.as_deref().expect("in doubt");
+    assert!(doubt.contains("expired") && doubt.contains("v1"), "{doubt}");
+    assert_eq!(index.len(), 1, "the entries still match");
+    assert!(!book.reindex_expired_at(expires + 60).await, "once");
+}

@@ -82,12 +82,14 @@ mod audit_mode;
 mod commands;
 pub mod detect;
 mod fast_path;
+mod gaps;
 pub mod scanned;
 
-use self::audit_mode::{AuditModeHit, Judged, NotedWouldHave};
+use self::audit_mode::{AuditModeHit, Judged, Noted};
 pub use self::commands::EnforcerHandle;
 use self::commands::{COMMAND_BUFFER, Command};
 use self::fast_path::Prejudged;
+use self::gaps::Retries;
 
 /// The enforcement task's state. See the module docs.
 pub struct Enforcer {
@@ -106,8 +108,11 @@ pub struct Enforcer {
     prejudged: HashMap<ContainerId, Prejudged>,
     /// Quarantines the current sweep has still to re-check.
     pending_rechecks: VecDeque<ContainerId>,
-    /// What audit-mode policies would have done, recorded once per (container, policy).
-    noted: NotedWouldHave,
+    /// What audit-mode policies would have done and the gaps of judgement, recorded once per
+    /// (container, policy or rule).
+    noted: Noted,
+    /// When each failed quarantine of a fail-closed policy is retried next.
+    retries: Retries,
     /// The inventory, once running: a start whose create this task has not judged yet is judged
     /// from its newest entry.
     inventory: Option<watch::Receiver<Arc<InventorySnapshot>>>,
@@ -141,7 +146,8 @@ impl Enforcer {
             seen: HashMap::new(),
             prejudged: HashMap::new(),
             pending_rechecks: VecDeque::new(),
-            noted: NotedWouldHave::default(),
+            noted: Noted::default(),
+            retries: Retries::default(),
             inventory: None,
             rolled_forward: false,
             metrics: Metrics::new(),
@@ -294,7 +300,7 @@ impl Enforcer {
         self.policies = set;
         self.seen.clear();
         self.prejudged.clear();
-        self.forget_would_have();
+        self.forget_noted();
     }
 
     /// Rolls stored quarantines forward once; `false` (retried at the next sweep) on failure.
@@ -388,13 +394,15 @@ impl Enforcer {
                 return;
             }
         };
+        let mut failed = Vec::new();
         for record in in_force {
-            if record.state != QuarantineState::Failed
-                && !self.pending_rechecks.contains(&record.container)
-            {
+            if record.state == QuarantineState::Failed {
+                failed.push(record);
+            } else if !self.pending_rechecks.contains(&record.container) {
                 self.pending_rechecks.push_back(record.container);
             }
         }
+        self.retry_fail_closed(failed).await;
     }
 
     async fn handle(&mut self, entry: &InventoryEntry, exemptions: &(Arc<ExemptionSet>, i64)) {
@@ -431,6 +439,7 @@ impl Enforcer {
                 self.prejudged.remove(&info.id);
                 let judged = self.judge_entry(entry, exemptions, self.indicators.as_ref());
                 self.note_would_have(info, judged.audit_mode).await;
+                self.note_gaps(info, judged.gaps).await;
                 if let Some(request) = judged.request {
                     let policy = request.source.to_string();
                     let result = self.manager.quarantine(request, info, false).await;
@@ -522,6 +531,7 @@ impl Enforcer {
         Judged {
             request,
             audit_mode,
+            gaps: verdict.errors,
         }
     }
 

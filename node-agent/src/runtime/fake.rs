@@ -28,6 +28,8 @@ enum Signal {
 struct State {
     containers: BTreeMap<ContainerId, ContainerInfo>,
     available: bool,
+    /// Pause calls still to refuse (a flaky runtime): inspects and events go on.
+    failing_pauses: usize,
     /// Every event so far with its time (Unix seconds), for `events(since)` replay.
     history: Vec<(i64, RuntimeEvent)>,
 }
@@ -65,6 +67,7 @@ impl FakeRuntime {
             state: Mutex::new(State {
                 containers: BTreeMap::new(),
                 available: true,
+                failing_pauses: 0,
                 history: Vec::new(),
             }),
             signals,
@@ -141,6 +144,12 @@ impl FakeRuntime {
         if !available {
             let _unwatched = self.signals.send(Signal::Disconnect);
         }
+    }
+
+    /// Refuses the next `count` pause calls, as a flaky runtime API does; the rest of the API
+    /// keeps answering.
+    pub fn fail_pauses(&self, count: usize) {
+        self.lock().failing_pauses = count;
     }
 
     pub fn container(&self, id: &ContainerId) -> Option<ContainerInfo> {
@@ -241,6 +250,17 @@ impl ContainerRuntime for FakeRuntime {
     }
 
     async fn pause(&self, id: &ContainerId) -> RuntimeResult<()> {
+        {
+            let mut state = self.lock();
+            if state.failing_pauses > 0 {
+                state.failing_pauses -= 1;
+                return Err(RuntimeError::Api {
+                    runtime: RuntimeKind::Fake,
+                    operation: "pause",
+                    reason: "injected failure (a flaky runtime)".into(),
+                });
+            }
+        }
         self.set_state(id, "pause", ContainerState::Paused)
     }
 

@@ -20,3 +20,4 @@ mod quarantine_containerd;
 mod quarantine_docker;
 mod reconnect;
 mod runtime_twins;
+mod security_matrix;

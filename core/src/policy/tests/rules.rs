@@ -196,6 +196,49 @@ fn indicator_rules_consult_the_lookup() {
     assert_eq!(rule.evaluate(&inputs, None), RuleOutcome::Clear);
 }
 
+/// [`OneBadDigest`] from a bundle that is past its expiry.
+struct StaleBadDigest;
+
+impl IndicatorLookup for StaleBadDigest {
+    fn find(&self, kind: IndicatorKind, container: &ContainerInfo) -> Option<IndicatorHit> {
+        OneBadDigest.find(kind, container)
+    }
+
+    fn doubt(&self) -> Option<&str> {
+        Some("indicators bundle v3 expired")
+    }
+}
+
+#[test]
+fn indicators_in_doubt_still_condemn_but_cannot_clear() {
+    let set = load(&policy_with_rule("{indicator: [image-digest]}"));
+    let rule = &set.policies[0].rules[0];
+    let mut bad = container("bad");
+    bad.image_digest = Some("repo@sha256:bad".into());
+    let clean = container("clean");
+    let outcome = |subject: &ContainerInfo| {
+        let findings = posture::assess(subject);
+        rule.evaluate(
+            &RuleInputs {
+                container: subject,
+                posture: &findings,
+                indicators: &StaleBadDigest,
+            },
+            None,
+        )
+    };
+    assert!(matches!(outcome(&bad), RuleOutcome::Violated(_)));
+    match outcome(&clean) {
+        RuleOutcome::Error(error) => {
+            assert!(
+                error.contains("in doubt: indicators bundle v3 expired"),
+                "{error}"
+            )
+        }
+        other => panic!("expected an evaluation error, got {other:?}"),
+    }
+}
+
 fn scoped(selectors: &str) -> String {
     format!(
         "apiVersion: lazaret.dev/v1\nkind: Policy\nname: p\nmode: enforce\n{selectors}rules: [{{check: \"5.4\"}}]\n"

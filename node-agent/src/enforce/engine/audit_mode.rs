@@ -2,11 +2,13 @@
 //! chain once per (container, policy) while the agent runs, as `quarantine` records with source
 //! `policy:<name>` and outcome `would-have: <actions> (audit mode)`, so that `lazaretctl policy
 //! report NAME` can show a policy's blast radius across the fleet before it is switched to
-//! enforce. The judge reaches the same verdict at every re-judge; only the first is written.
+//! enforce. The judge reaches the same verdict at every re-judge; only the first is written
+//! ([`Enforcer::record_once`], which the gaps of judgement share).
 
 use std::collections::HashSet;
 
 use lazaret_core::audit::AuditEntry;
+use lazaret_core::policy::EvaluationError;
 use lazaret_core::quarantine::QuarantineRequest;
 use lazaret_core::{Action, ContainerId, ContainerInfo};
 use tracing::{debug, error};
@@ -23,6 +25,8 @@ pub(super) struct Judged {
     pub(super) request: Option<QuarantineRequest>,
     /// What each audit-mode policy that matched would have done.
     pub(super) audit_mode: Vec<AuditModeHit>,
+    /// The rules that could not be evaluated, and how `on_error` counted them.
+    pub(super) gaps: Vec<EvaluationError>,
 }
 
 /// One audit-mode policy that would have acted.
@@ -32,21 +36,14 @@ pub(super) struct AuditModeHit {
     pub(super) why: String,
 }
 
-/// The (container, policy) pairs already recorded.
+/// The (container, what) pairs already recorded: a policy's would-have, a rule's gap.
 #[derive(Default)]
-pub(super) struct NotedWouldHave(HashSet<(ContainerId, String)>);
+pub(super) struct Noted(HashSet<(ContainerId, String)>);
 
 impl Enforcer {
     /// Records each hit not recorded yet for this container.
     pub(super) async fn note_would_have(&mut self, info: &ContainerInfo, hits: Vec<AuditModeHit>) {
         for hit in hits {
-            let key = (info.id.clone(), hit.policy.clone());
-            if self.noted.0.contains(&key) {
-                continue;
-            }
-            if self.noted.0.len() >= MAX_NOTED {
-                self.noted.0.clear();
-            }
             debug!(container = %info.id, policy = %hit.policy, "audit-mode policy would have acted");
             let entry = AuditEntry {
                 actor: AGENT_ACTOR.to_string(),
@@ -57,19 +54,38 @@ impl Enforcer {
                 source: format!("policy:{}", hit.policy),
                 outcome: format!("would-have: {} (audit mode)", actions_text(&hit.actions)),
             };
-            match self.manager.audit(entry).await {
-                Ok(()) => {
-                    self.noted.0.insert(key);
-                }
-                Err(error) => {
-                    error!(%error, "cannot record what an audit-mode policy would have done")
-                }
+            self.record_once((info.id.clone(), hit.policy), entry).await;
+        }
+    }
+
+    /// Writes `entry` unless `key` was recorded already; `true` when it wrote it.
+    pub(super) async fn record_once(
+        &mut self,
+        key: (ContainerId, String),
+        entry: AuditEntry,
+    ) -> bool {
+        if self.noted.0.contains(&key) {
+            return false;
+        }
+        if self.noted.0.len() >= MAX_NOTED {
+            self.noted.0.clear();
+        }
+        let what = entry.action.clone();
+        match self.manager.audit(entry).await {
+            Ok(()) => {
+                self.noted.0.insert(key);
+                true
+            }
+            Err(error) => {
+                error!(%error, %what, "cannot record what the judge found");
+                false
             }
         }
     }
 
-    /// Forgets what was recorded (new policies: their verdicts are recorded afresh).
-    pub(super) fn forget_would_have(&mut self) {
+    /// Forgets what was recorded (new policies or indicators: their verdicts are recorded
+    /// afresh).
+    pub(super) fn forget_noted(&mut self) {
         self.noted.0.clear();
     }
 }

@@ -1,6 +1,7 @@
 //! The enforcement task on the fake runtime and cutter.
 
 mod agent;
+mod on_error;
 mod scanned;
 
 use std::collections::BTreeMap;
