@@ -205,6 +205,19 @@ pub struct QuarantineRecord {
     /// What a network cut applies to: the container's own namespace, or its pod's shared one.
     #[serde(default)]
     pub scope: EnforcementScope,
+    /// A release asked for and stored before its first undo: after a crash the agent finishes
+    /// it instead of taking the half-undone quarantine for tampering. Absent from records of
+    /// schema 1 (and not written when `None`, so those readers still read these records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub releasing: Option<Box<PendingRelease>>,
+}
+
+/// Who asked for a release that is under way, and how long the exemption it leaves lasts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRelease {
+    pub actor: String,
+    pub reason: String,
+    pub exempt_for_ms: u64,
 }
 
 /// What a quarantine is asked with, before it has a state.
@@ -243,6 +256,7 @@ impl QuarantineRecord {
             actor: request.actor,
             source: request.source,
             scope: request.scope,
+            releasing: None,
         }
     }
 
@@ -321,6 +335,7 @@ pub fn apply(
     Ok(QuarantineRecord {
         state,
         since_unix_ms: record.since_unix_ms.max(now_unix_ms),
+        releasing: record.releasing.clone().filter(|_| !state.is_terminal()),
         ..record.clone()
     })
 }

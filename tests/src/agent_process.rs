@@ -116,6 +116,11 @@ impl AgentProcess {
         self.daemon.pid()
     }
 
+    /// Whether the agent process is still alive (reaped when it is not).
+    pub fn is_running(&mut self) -> bool {
+        self.daemon.is_running()
+    }
+
     /// The state directory (sled store) the agent runs on.
     pub fn state_dir(&self) -> PathBuf {
         self.daemon.dir().join("state")

@@ -67,6 +67,7 @@ mod tests {
             actor: "agent".into(),
             source,
             scope: Default::default(),
+            releasing: None,
         }
     }
 

@@ -515,6 +515,13 @@ fn arbitrary_record() -> impl Strategy<Value = QuarantineRecord> {
                 since_unix_ms,
                 expires_unix_ms,
                 actions,
+                releasing: (since_unix_ms % 2 == 0).then(|| {
+                    Box::new(PendingRelease {
+                        actor: "alice".into(),
+                        reason: "r".into(),
+                        exempt_for_ms: 1,
+                    })
+                }),
                 ..record_in(QuarantineState::Requested)
             },
         )
@@ -522,7 +529,7 @@ fn arbitrary_record() -> impl Strategy<Value = QuarantineRecord> {
 
 proptest! {
     #[test]
-    fn apply_never_panics_and_changes_only_state_and_since(
+    fn apply_never_panics_and_changes_only_state_since_and_a_finished_release(
         record in arbitrary_record(),
         event in arbitrary_event(),
         now in arbitrary_time(),
@@ -535,10 +542,12 @@ proptest! {
             Ok(next) => {
                 prop_assert_eq!(Ok(next.state), next_state(record.state, event));
                 prop_assert!(next.since_unix_ms >= record.since_unix_ms);
+                prop_assert!(next.releasing.is_none() || !next.state.is_terminal());
                 prop_assert_eq!(
                     QuarantineRecord {
                         state: record.state,
                         since_unix_ms: record.since_unix_ms,
+                        releasing: record.releasing.clone(),
                         ..next
                     },
                     record
@@ -619,4 +628,26 @@ proptest! {
         };
         prop_assert_eq!(source.to_string().parse::<QuarantineSource>(), Ok(source));
     }
+}
+
+#[test]
+fn a_record_without_a_release_under_way_is_written_as_schema_1_wrote_it() {
+    let record = record_in(QuarantineState::Applied);
+    let json = serde_json::to_value(&record).unwrap();
+    assert!(json.get("releasing").is_none(), "{json}");
+    let back: QuarantineRecord = serde_json::from_value(json).unwrap();
+    assert_eq!(back, record);
+    let releasing = QuarantineRecord {
+        releasing: Some(Box::new(PendingRelease {
+            actor: "alice".into(),
+            reason: "false positive".into(),
+            exempt_for_ms: 60_000,
+        })),
+        ..record
+    };
+    let json = serde_json::to_string(&releasing).unwrap();
+    assert_eq!(
+        serde_json::from_str::<QuarantineRecord>(&json).unwrap(),
+        releasing
+    );
 }

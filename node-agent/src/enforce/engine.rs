@@ -313,6 +313,7 @@ impl Enforcer {
                 for record in &changed {
                     info!(container = %record.container, state = %record.state, "quarantine rolled forward");
                 }
+                info!(changed = changed.len(), "stored quarantines rolled forward");
                 self.rolled_forward = true;
             }
             Err(error) => warn!(%error, "cannot roll quarantines forward yet; retrying"),

@@ -40,8 +40,8 @@ use std::time::{Duration, Instant};
 
 use lazaret_core::audit::AuditEntry;
 use lazaret_core::quarantine::{
-    self as core_quarantine, Action, Exemption, ExemptionSet, QuarantineEvent, QuarantineRecord,
-    QuarantineRequest, QuarantineSource, QuarantineState, TransitionError,
+    self as core_quarantine, Action, Exemption, ExemptionSet, PendingRelease, QuarantineEvent,
+    QuarantineRecord, QuarantineRequest, QuarantineSource, QuarantineState, TransitionError,
 };
 use lazaret_core::{ContainerId, ContainerInfo};
 
@@ -454,7 +454,23 @@ impl QuarantineManager {
         exempt_for: Duration,
     ) -> QuarantineResult<QuarantineRecord> {
         let record = self.active(container).await?;
+        // Stored before the first undo: a crash half-way is finished at the restart, not taken
+        // for tampering.
+        let releasing = QuarantineRecord {
+            releasing: Some(Box::new(PendingRelease {
+                actor: actor.to_string(),
+                reason: reason.to_string(),
+                exempt_for_ms: u64::try_from(exempt_for.as_millis()).unwrap_or(u64::MAX),
+            })),
+            ..record.clone()
+        };
+        self.put(&releasing).await?;
         if let Err(error) = self.undo(&record).await {
+            let kept = QuarantineRecord {
+                releasing: None,
+                ..record.clone()
+            };
+            self.put(&kept).await?;
             self.audit_record(&record, actor, "release", format!("failed: {error}"))
                 .await?;
             return Err(QuarantineError::ReleaseFailed {
@@ -463,7 +479,7 @@ impl QuarantineManager {
             });
         }
         let now = self.clock.now_unix_ms();
-        let released = core_quarantine::apply(&record, QuarantineEvent::Released, now)?;
+        let released = core_quarantine::apply(&releasing, QuarantineEvent::Released, now)?;
         self.put(&released).await?;
         let mut outcome = "released".to_string();
         if released.source != QuarantineSource::Operator {
@@ -498,6 +514,10 @@ impl QuarantineManager {
         let Some(record) = self.stored(&info.id).await? else {
             return Ok(None);
         };
+        if record.releasing.is_some() {
+            // Half undone on purpose: the roll-forward finishes the release.
+            return Ok(None);
+        }
         match record.state {
             QuarantineState::Applied => {}
             QuarantineState::Tampered | QuarantineState::Requested => {
@@ -511,7 +531,13 @@ impl QuarantineManager {
         let now = self.clock.now_unix_ms();
         let tampered = core_quarantine::apply(&record, QuarantineEvent::Tampered, now)?;
         self.metrics.count_tampering();
-        self.put(&tampered).await?;
+        if let Err(error) = self.put(&tampered).await {
+            // The store cannot write (full, read-only): repair anyway. The stored record still
+            // says `applied`, which is what this restores, so a crash loses nothing.
+            tracing::error!(container = %info.id, %tampering, %error, "quarantine tampered with and the store cannot record it: re-applying unrecorded");
+            let _unrecorded = self.perform(&tampered, info).await;
+            return Err(error);
+        }
         tracing::warn!(container = %info.id, %tampering, "quarantine tampered with: re-applying");
         self.audit_record(&tampered, AGENT_ACTOR, "tamper", tampering)
             .await?;
@@ -535,8 +561,9 @@ impl QuarantineManager {
     }
 
     /// At start (and after a runtime reconnect): every stored quarantine that is not final is
-    /// finished (`requested`, `tampered`), re-checked (`applied`) or marked `gone`. `failed` ones
-    /// are left for an operator. Returns the records that changed.
+    /// finished (`requested`, `tampered`, a release under way), re-checked (`applied`) or marked
+    /// `gone`. `failed` ones are left for an operator (or the fail-closed retry). Returns the
+    /// records that changed.
     pub async fn roll_forward(&mut self) -> QuarantineResult<Vec<QuarantineRecord>> {
         let store = self.store.clone();
         let loaded = blocking(move || store.quarantines()).await?;
@@ -545,13 +572,35 @@ impl QuarantineManager {
         }
         let mut changed = Vec::new();
         for record in loaded.records {
-            if record.state.is_terminal() || record.state == QuarantineState::Failed {
+            if record.state.is_terminal() {
+                continue;
+            }
+            let releasing = record.releasing.clone();
+            if record.state == QuarantineState::Failed && releasing.is_none() {
                 continue;
             }
             let Some(info) = self.runtimes.inspect(&record.container).await? else {
                 changed.push(self.mark_gone(record).await?);
                 continue;
             };
+            if let Some(pending) = releasing {
+                if record.is_expired(self.clock.now_unix_ms()) {
+                    // An expiry under way: the sweep's `expire_due` finishes it as one.
+                    continue;
+                }
+                tracing::info!(container = %record.container, actor = %pending.actor, "finishing a release a restart interrupted");
+                let exempt_for = Duration::from_millis(pending.exempt_for_ms);
+                let released = self
+                    .release(
+                        &record.container,
+                        &pending.actor,
+                        &pending.reason,
+                        exempt_for,
+                    )
+                    .await?;
+                changed.push(released);
+                continue;
+            }
             if let Some(updated) = self.recheck(&info).await? {
                 changed.push(updated);
             }
@@ -600,10 +649,28 @@ impl QuarantineManager {
         let loaded = blocking(move || store.quarantines()).await?;
         let mut expired = Vec::new();
         for record in loaded.records {
-            let Some(released) = core_quarantine::expire_if_due(&record, now) else {
+            if core_quarantine::expire_if_due(&record, now).is_none() {
+                continue;
+            }
+            // Stored before the first undo, as a release is: a store that cannot write keeps the
+            // quarantine in force (never released unrecorded), a crash half-way is finished.
+            let releasing = QuarantineRecord {
+                releasing: Some(Box::new(PendingRelease {
+                    actor: AGENT_ACTOR.to_string(),
+                    reason: "ttl ran out".to_string(),
+                    exempt_for_ms: 0,
+                })),
+                ..record.clone()
+            };
+            if let Err(error) = self.put(&releasing).await {
+                tracing::error!(container = %record.container, %error, "quarantine due to expire kept in force: the store cannot record its end");
+                continue;
+            }
+            let Some(released) = core_quarantine::expire_if_due(&releasing, now) else {
                 continue;
             };
             if let Err(error) = self.undo(&record).await {
+                self.put(&record).await?;
                 self.audit_record(&record, AGENT_ACTOR, "expire", format!("failed: {error}"))
                     .await?;
                 continue;

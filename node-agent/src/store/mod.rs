@@ -201,17 +201,28 @@ impl Store {
 
     /// Makes every write so far as durable as [`Durability`] promises. Called by every write
     /// method before it returns.
+    ///
+    /// A failure (disk full, file system read-only) is logged as an ALERT ([`alarm`]): sled
+    /// keeps refusing writes after one (reads go on) until the agent restarts on a directory it
+    /// can write again. Callers refuse what they cannot record (a new quarantine, a release, an
+    /// expiry) and keep enforcing what is stored.
     fn persist(&self) -> StoreResult<()> {
-        self.db
+        let persisted = self
+            .db
             .flush()
-            .map_err(sled_error("flush", "(all)", None::<&str>))?;
-        if let Some(data_file) = &self.data_file {
-            data_file.sync_all().map_err(|source| StoreError::Sync {
-                path: self.path.join("db"),
-                source,
-            })?;
+            .map(drop)
+            .map_err(sled_error("flush", "(all)", None::<&str>))
+            .and_then(|()| match &self.data_file {
+                Some(data_file) => data_file.sync_all().map_err(|source| StoreError::Sync {
+                    path: self.path.join("db"),
+                    source,
+                }),
+                None => Ok(()),
+            });
+        if let Err(error @ StoreError::Sync { .. }) = &persisted {
+            alarm(error);
         }
-        Ok(())
+        persisted
     }
 
     /// Stores `record` under its container, replacing the one before: call it at every
@@ -423,12 +434,25 @@ fn sled_error<K: Into<String>>(
     tree: &'static str,
     key: Option<K>,
 ) -> impl FnOnce(sled::Error) -> StoreError {
-    move |source| StoreError::Sled {
-        operation,
-        tree,
-        key: key.map(Into::into),
-        source,
+    move |source| {
+        let io = matches!(source, sled::Error::Io(_));
+        let error = StoreError::Sled {
+            operation,
+            tree,
+            key: key.map(Into::into),
+            source,
+        };
+        if io {
+            alarm(&error);
+        }
+        error
     }
+}
+
+/// Says loudly that the disk under the store failed (full, read-only, I/O error): once per
+/// failed call, as an `ALERT` error line.
+fn alarm(error: &StoreError) {
+    tracing::error!(%error, "ALERT: the state store cannot write; quarantines in force stay enforced, nothing new is recorded or released; free the disk or make it writable, then restart the agent");
 }
 
 fn sync_path(path: &Path) -> StoreResult<()> {

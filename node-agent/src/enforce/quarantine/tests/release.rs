@@ -132,3 +132,67 @@ async fn a_release_exemption_stops_the_next_automated_quarantine_until_it_ends()
         .unwrap();
     assert_eq!(again.state, QuarantineState::Applied);
 }
+
+#[tokio::test]
+async fn a_release_a_crash_interrupted_is_finished_at_the_restart_not_taken_for_tampering() {
+    let mut harness = harness();
+    let pending = |record: QuarantineRecord| QuarantineRecord {
+        releasing: Some(Box::new(lazaret_core::quarantine::PendingRelease {
+            actor: "CN=alice".into(),
+            reason: "false positive".into(),
+            exempt_for_ms: 3_600_000,
+        })),
+        ..record
+    };
+    // A crash right after storing the release: nothing undone yet.
+    let untouched = harness.quarantined("untouched").await;
+    let record = pending(harness.stored("untouched"));
+    harness.store.put_quarantine(&record).unwrap();
+    // A crash after the network came back and the container resumed, before `released`.
+    let undone = harness.quarantined("undone").await;
+    let record = pending(harness.stored("undone"));
+    harness.store.put_quarantine(&record).unwrap();
+    harness.cutter.delete_table(&netns_of("undone"));
+    harness.runtime.resume(&undone.id).await.unwrap();
+
+    let mut restarted = QuarantineManager::new(
+        harness.runtime.clone(),
+        harness.cutter.clone(),
+        harness.store.clone(),
+        harness.clock.clone(),
+        QuarantineConfig::default(),
+    );
+    let changed = restarted.roll_forward().await.unwrap();
+    assert_eq!(changed.len(), 2, "{changed:?}");
+    for info in [&untouched, &undone] {
+        let name = info.id.as_str();
+        let stored = harness.stored(name);
+        assert_eq!(stored.state, QuarantineState::Released, "{name}");
+        assert!(stored.releasing.is_none(), "{name}");
+        assert_eq!(
+            harness.current(name).state,
+            ContainerState::Running,
+            "{name}"
+        );
+        assert_eq!(
+            harness.cutter.status_of(&netns_of(name)),
+            CutStatus::Absent,
+            "{name}"
+        );
+    }
+    let audit = harness.audit();
+    assert!(
+        !audit.iter().any(|line| line.starts_with("tamper")),
+        "{audit:?}"
+    );
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|line| line.starts_with("release released"))
+            .count(),
+        2,
+        "{audit:?}"
+    );
+    let exemptions = harness.store.exemptions().unwrap().records;
+    assert!(exemptions.is_exempt(&untouched.id, "no-privileged", START + 1));
+}
