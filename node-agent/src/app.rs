@@ -18,10 +18,11 @@ mod fleet;
 
 use crate::api::{self, AgentApi};
 use crate::bundles::BundleBook;
+use crate::clock::{Clock, SystemClock};
 use crate::config::AgentConfig;
 use crate::enforce::engine::{Enforced, Enforcer, EnforcerHandle};
 use crate::enforce::policy_files::PolicyFiles;
-use crate::enforce::quarantine::{NetnsCutter, QuarantineConfig, QuarantineManager, SystemClock};
+use crate::enforce::quarantine::{NetnsCutter, QuarantineConfig, QuarantineManager};
 use crate::enforce::runtimes::Runtimes;
 use crate::gossip::Gossip;
 use crate::inventory::{self, InventoryHandle, Ownership};
@@ -108,6 +109,18 @@ pub async fn start(
     policies: Option<PolicySet>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<RunningAgent> {
+    start_with_clock(config, runtimes, policies, shutdown, Arc::new(SystemClock)).await
+}
+
+/// [`start`], with quarantine TTLs, exemptions and bundle expiry read from `clock` (tests move
+/// time forward through a [`crate::clock::ManualClock`]).
+pub async fn start_with_clock(
+    config: &AgentConfig,
+    runtimes: Vec<Arc<dyn ContainerRuntime>>,
+    policies: Option<PolicySet>,
+    shutdown: CancellationToken,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<RunningAgent> {
     // Enforcement acts on each container through the runtime that reports it. It runs with
     // policies, and with the API (operators quarantine through it even without policies).
     let enforcing = Runtimes::new(runtimes.clone());
@@ -157,7 +170,7 @@ pub async fn start(
         enforcing,
         Arc::new(NetnsCutter::new()),
         store.clone(),
-        Arc::new(SystemClock),
+        clock.clone(),
         QuarantineConfig {
             node: config.node_name.clone(),
             audit_only: config.enforcement.audit_only,
@@ -175,7 +188,7 @@ pub async fn start(
         );
         let fleet_metrics = agent.metrics.fleet.clone();
         let opened = tokio::task::spawn_blocking(move || {
-            BundleBook::open(&node, trusted, store, fleet_metrics)
+            BundleBook::open_with_clock(&node, trusted, store, fleet_metrics, clock)
         })
         .await
         .context("bundle task failed")?;

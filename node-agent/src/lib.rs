@@ -10,6 +10,7 @@
 pub mod api;
 pub mod app;
 pub mod bundles;
+pub mod clock;
 pub mod config;
 pub mod detections;
 pub mod enforce;

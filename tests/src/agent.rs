@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use lazaret_agent::app::{self, RunningAgent};
-use lazaret_agent::config::RawConfig;
+use lazaret_agent::bundles::BundleBook;
+use lazaret_agent::clock::{Clock, SystemClock};
+use lazaret_agent::config::{AgentConfig, RawConfig};
 use lazaret_agent::enforce::engine::{Enforced, EnforcerHandle};
 use lazaret_agent::inventory::InventorySnapshot;
 use lazaret_agent::runtime::ContainerRuntime;
@@ -65,21 +67,45 @@ impl TestAgent {
         policies: &str,
         recheck: Duration,
     ) -> anyhow::Result<TestAgent> {
+        TestAgent::start_enforcing_with(state_dir, policies, recheck, Arc::new(SystemClock), |_| {})
+            .await
+    }
+
+    /// [`Self::start_enforcing`] with the wall clock read from `clock` (TTLs, exemptions,
+    /// bundle expiry) and the configuration changed by `edit` after validation.
+    pub async fn start_enforcing_with(
+        state_dir: &Path,
+        policies: &str,
+        recheck: Duration,
+        clock: Arc<dyn Clock>,
+        edit: impl FnOnce(&mut AgentConfig),
+    ) -> anyhow::Result<TestAgent> {
         let mut raw = RawConfig::default();
         raw.metrics.listen = String::new();
         raw.containerd.enabled = Some(false);
         raw.state.dir = state_dir.to_path_buf();
         raw.enforcement.recheck_interval = recheck;
-        let config = raw.validate()?;
+        let mut config = raw.validate()?;
+        edit(&mut config);
         let policies = PolicySet::load(&[PolicySource::new("e2e.yaml", policies)])?;
         let shutdown = CancellationToken::new();
         let runtimes: Vec<Arc<dyn ContainerRuntime>> =
             vec![Arc::new(DockerRuntime::new(DEFAULT_DOCKER_SOCKET))];
-        let agent = app::start(&config, runtimes, Some(policies), shutdown.clone()).await?;
+        let agent =
+            app::start_with_clock(&config, runtimes, Some(policies), shutdown.clone(), clock)
+                .await?;
         Ok(TestAgent {
             agent: Some(agent),
             shutdown,
         })
+    }
+
+    /// The signed bundles the agent holds (agents started with policies).
+    pub fn bundles(&self) -> &Arc<BundleBook> {
+        self.running()
+            .bundles
+            .as_ref()
+            .expect("an agent started with policies")
     }
 
     /// The running enforcement task (agents started with policies).

@@ -94,7 +94,7 @@ impl AgentApi {
     ) -> Result<Response<v1::BundleStatusResponse>, Status> {
         Caller::of(&request)?.authorize(Operation::Read)?;
         let book = self.book()?;
-        let now = chrono::Utc::now().timestamp();
+        let now = book.now_unix();
         let bundles = BundleKind::ALL
             .into_iter()
             .filter_map(|kind| book.held(kind))

@@ -36,6 +36,7 @@ use lazaret_core::policy::PolicySet;
 use tokio::sync::{Mutex, watch};
 use tracing::{error, info, warn};
 
+use crate::clock::{Clock, SystemClock};
 use crate::enforce::engine::EnforcerHandle;
 use crate::metrics::FleetMetrics;
 use crate::store::{Store, StoreError};
@@ -128,6 +129,7 @@ pub struct BundleBook {
     offers: Mutex<()>,
     acks: watch::Sender<BTreeMap<BundleKind, BundleStamp>>,
     enforcer: std::sync::Mutex<Option<EnforcerHandle>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl BundleBook {
@@ -138,6 +140,17 @@ impl BundleBook {
         trusted: TrustedKeys,
         store: Store,
         metrics: FleetMetrics,
+    ) -> Result<BundleBook, StoreError> {
+        BundleBook::open_with_clock(node, trusted, store, metrics, Arc::new(SystemClock))
+    }
+
+    /// [`Self::open`], reading the time (expiry of bundles and indicators) from `clock`.
+    pub fn open_with_clock(
+        node: &str,
+        trusted: TrustedKeys,
+        store: Store,
+        metrics: FleetMetrics,
+        clock: Arc<dyn Clock>,
     ) -> Result<BundleBook, StoreError> {
         let mut held = BTreeMap::new();
         let mut floor = BTreeMap::new();
@@ -176,14 +189,20 @@ impl BundleBook {
             metrics,
             indicators: RwLock::new(Arc::new(index_of(
                 held.get(&BundleKind::Indicators),
-                now_unix(),
+                clock.now_unix(),
             ))),
+            clock,
             held: RwLock::new(held),
             floor: RwLock::new(floor),
             offers: Mutex::new(()),
             acks: watch::channel(stamps).0,
             enforcer: std::sync::Mutex::new(None),
         })
+    }
+
+    /// The time as this book sees it (Unix seconds), for expiry checks elsewhere.
+    pub fn now_unix(&self) -> i64 {
+        self.clock.now_unix()
     }
 
     /// Where policies bundles are put in force from now on.
@@ -203,7 +222,7 @@ impl BundleBook {
     /// Builds the indicators index again once one of its entries has expired, and hands the new
     /// one to the enforcement task (which judges every container again). `true` when it did.
     pub async fn reindex_expired(&self) -> bool {
-        self.reindex_expired_at(now_unix()).await
+        self.reindex_expired_at(self.clock.now_unix()).await
     }
 
     /// [`Self::reindex_expired`] as of `now` (Unix seconds).
@@ -396,9 +415,12 @@ impl BundleBook {
             .insert(kind, stamp);
         // Indicators are indexed once, here: the enforcement task and readers share the index.
         let indicators = match &content {
-            BundleContent::Indicators(set) => {
-                Some(Arc::new(indexed(set, stamp, bundle.expires, now_unix())))
-            }
+            BundleContent::Indicators(set) => Some(Arc::new(indexed(
+                set,
+                stamp,
+                bundle.expires,
+                self.clock.now_unix(),
+            ))),
             BundleContent::Policies(_) => None,
         };
         let enforcer = self
@@ -465,17 +487,13 @@ impl BundleBook {
             source: "bundle".into(),
             outcome,
         };
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = self.clock.now_unix_ms();
         let appended =
             tokio::task::spawn_blocking(move || store.append_audit(entry, now).map(drop)).await;
         if !matches!(appended, Ok(Ok(()))) {
             error!("cannot audit a bundle change");
         }
     }
-}
-
-fn now_unix() -> i64 {
-    chrono::Utc::now().timestamp()
 }
 
 /// The index of a held indicators bundle (empty without one).

@@ -123,7 +123,7 @@ impl<F: FetchBundle> BundleSync<F> {
     /// Logs an error once per bundle that is past its expiry (still enforced; the metric
     /// `lazaret_bundle_stale` stays 1 until a fresh one arrives).
     fn stale_alarm(&self, alarmed: &mut std::collections::HashSet<BundleStamp>) {
-        let now = chrono::Utc::now().timestamp().max(0) as u64;
+        let now = self.book.now_unix().max(0) as u64;
         for kind in BundleKind::ALL {
             let Some(held) = self.book.held(kind) else {
                 continue;

@@ -83,6 +83,7 @@ mod commands;
 pub mod detect;
 mod fast_path;
 mod gaps;
+mod lapsed;
 pub mod scanned;
 
 use self::audit_mode::{AuditModeHit, Judged, Noted};
@@ -113,6 +114,8 @@ pub struct Enforcer {
     noted: Noted,
     /// When each failed quarantine of a fail-closed policy is retried next.
     retries: Retries,
+    /// The time (Unix ms, the manager's clock) exemptions were last looked at for lapses.
+    exemptions_checked_at: i64,
     /// The inventory, once running: a start whose create this task has not judged yet is judged
     /// from its newest entry.
     inventory: Option<watch::Receiver<Arc<InventorySnapshot>>>,
@@ -148,6 +151,7 @@ impl Enforcer {
             pending_rechecks: VecDeque::new(),
             noted: Noted::default(),
             retries: Retries::default(),
+            exemptions_checked_at: 0,
             inventory: None,
             rolled_forward: false,
             metrics: Metrics::new(),
@@ -404,6 +408,7 @@ impl Enforcer {
             }
         }
         self.retry_fail_closed(failed).await;
+        self.rejudge_lapsed_exemptions().await;
     }
 
     async fn handle(&mut self, entry: &InventoryEntry, exemptions: &(Arc<ExemptionSet>, i64)) {

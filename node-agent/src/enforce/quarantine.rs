@@ -62,23 +62,7 @@ pub const BLAST_RADIUS_WINDOW: Duration = Duration::from_secs(60);
 /// The audit `actor` of the agent's own decisions (expiry, tamper repair, roll-forward).
 pub const AGENT_ACTOR: &str = "agent";
 
-/// The time, in Unix milliseconds. Behind a trait so tests control it.
-pub trait Clock: Send + Sync + 'static {
-    fn now_unix_ms(&self) -> i64;
-}
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_unix_ms(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0)
-    }
-}
+pub use crate::clock::{Clock, SystemClock};
 
 /// How the manager behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]

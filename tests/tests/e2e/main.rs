@@ -2,6 +2,7 @@
 
 mod agent_crash;
 mod cli;
+mod clock;
 mod conformance;
 mod containerd;
 mod containerd_zoo;
