@@ -46,6 +46,8 @@ pub struct AgentProcess {
     netns: Option<PathBuf>,
     /// A program (and its arguments) that execs the agent, e.g. `setpriv …`; empty: none.
     wrapper: Vec<String>,
+    /// Another build of the agent than this workspace's (the previous release's), when set.
+    binary: Option<PathBuf>,
 }
 
 impl AgentProcess {
@@ -65,7 +67,18 @@ impl AgentProcess {
         extra: &[String],
         netns: Option<PathBuf>,
     ) -> anyhow::Result<AgentProcess> {
-        AgentProcess::launch(dir, config, extra, netns, Vec::new())
+        AgentProcess::launch(dir, config, extra, netns, Vec::new(), None)
+    }
+
+    /// [`Self::start_with`], running `binary` (another build of the agent) when given.
+    pub fn start_built(
+        dir: &Path,
+        config: &str,
+        extra: &[String],
+        netns: Option<PathBuf>,
+        binary: Option<PathBuf>,
+    ) -> anyhow::Result<AgentProcess> {
+        AgentProcess::launch(dir, config, extra, netns, Vec::new(), binary)
     }
 
     /// Like [`Self::start`], executed by `wrapper` (a program and its arguments that execs
@@ -77,7 +90,7 @@ impl AgentProcess {
         wrapper: &[String],
     ) -> anyhow::Result<AgentProcess> {
         let policies = ["--policy-dir".to_string(), policies.display().to_string()];
-        AgentProcess::launch(dir, config, &policies, None, wrapper.to_vec())
+        AgentProcess::launch(dir, config, &policies, None, wrapper.to_vec(), None)
     }
 
     fn launch(
@@ -86,6 +99,7 @@ impl AgentProcess {
         extra: &[String],
         netns: Option<PathBuf>,
         wrapper: Vec<String>,
+        binary: Option<PathBuf>,
     ) -> anyhow::Result<AgentProcess> {
         let config_path = dir.join("agent.toml");
         std::fs::write(&config_path, config)
@@ -106,6 +120,7 @@ impl AgentProcess {
             args,
             netns,
             wrapper,
+            binary,
         };
         agent.spawn()?;
         Ok(agent)
@@ -177,8 +192,17 @@ impl AgentProcess {
         std::fs::read_to_string(self.daemon.dir().join("lazaret-agent.log")).unwrap_or_default()
     }
 
+    /// Runs `binary` instead of this workspace's agent from the next [`Self::restart`] on (an
+    /// upgrade or a downgrade in place); `None`: this workspace's again.
+    pub fn use_binary(&mut self, binary: Option<PathBuf>) {
+        self.binary = binary;
+    }
+
     fn spawn(&mut self) -> anyhow::Result<()> {
-        let binary = workspace_binary("lazaret-agent")?;
+        let binary = match &self.binary {
+            Some(binary) => binary.clone(),
+            None => workspace_binary("lazaret-agent")?,
+        };
         let mut command = match self.wrapper.split_first() {
             Some((program, arguments)) => {
                 let mut command = command_in(self.netns.as_deref(), program);

@@ -128,6 +128,18 @@ impl TestFleet {
         seeds: &[String],
         extra: &str,
     ) -> anyhow::Result<usize> {
+        self.add_agent_built(placement, seeds, extra, None)
+    }
+
+    /// [`Self::add_agent_with`], running `binary` (another build of the agent, such as the
+    /// previous release's) when given.
+    pub fn add_agent_built(
+        &mut self,
+        placement: Placement,
+        seeds: &[String],
+        extra: &str,
+        binary: Option<PathBuf>,
+    ) -> anyhow::Result<usize> {
         let index = self.agents.len() + 1;
         let node = format!("node-{index}");
         if !pki::cert_paths(&self.pki_dir, &node).0.exists() {
@@ -156,7 +168,8 @@ impl TestFleet {
         );
         let agent_dir = self.dir.path().join(&node);
         std::fs::create_dir_all(&agent_dir)?;
-        let process = AgentProcess::start_with(&agent_dir, &config, &[], placement.netns.clone())?;
+        let process =
+            AgentProcess::start_built(&agent_dir, &config, &[], placement.netns.clone(), binary)?;
         process.wait_for(
             &format!("{node} gossiping"),
             Duration::from_secs(60),

@@ -24,3 +24,4 @@ mod reconnect;
 mod runtime_twins;
 mod security_matrix;
 mod store_faults;
+mod upgrade;
