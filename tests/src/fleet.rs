@@ -25,6 +25,9 @@ use crate::netns::command_in;
 /// The fleet's gossip interval.
 pub const GOSSIP_INTERVAL: &str = "200ms";
 
+/// Agent configuration for fault tests: quarantines re-checked every second.
+pub const FAST_RECHECK: &str = "[enforcement]\nrecheck_interval = \"1s\"\n";
+
 /// Where one agent listens.
 #[derive(Debug, Clone)]
 pub struct Placement {
@@ -247,6 +250,18 @@ impl TestFleet {
             stdout: output.stdout.into_bytes(),
             stderr: output.stderr.into_bytes(),
         })
+    }
+
+    /// Waits until `agent` lists container `id` (its inventory has it).
+    pub fn wait_listed(&self, agent: usize, id: &str) -> anyhow::Result<()> {
+        self.agents[agent].process.wait_for(
+            &format!("{id} in the inventory of {}", self.agents[agent].node),
+            Duration::from_secs(60),
+            || {
+                self.run_ctl(agent, &["container", id])
+                    .is_ok_and(|output| output.status.success())
+            },
+        )
     }
 
     /// `ctl_fleet … -o json`, which must succeed.

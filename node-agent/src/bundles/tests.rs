@@ -9,13 +9,30 @@ const POLICY: &str = "apiVersion: lazaret.dev/v1\nkind: Policy\nname: p\nmode: e
                       rules: [{check: privileged}]\nactions: [pause]\n";
 
 fn signed(key: &BundleSigningKey, version: u64, content: &str) -> Vec<u8> {
-    Bundle::new(
+    signed_kind(
+        key,
         BundleKind::Policies,
         version,
-        1_700_000_000,
-        1_700_086_400,
+        (1_700_000_000, 1_700_086_400),
+        content,
+    )
+}
+
+/// A bundle of `kind` valid over `(created, expires)` (Unix seconds), one file of `content`.
+fn signed_kind(
+    key: &BundleSigningKey,
+    kind: BundleKind,
+    version: u64,
+    (created, expires): (i64, i64),
+    content: &str,
+) -> Vec<u8> {
+    Bundle::new(
+        kind,
+        version,
+        created as u64,
+        expires as u64,
         vec![BundleItem {
-            name: "p.yaml".into(),
+            name: "content.yaml".into(),
             content: content.into(),
         }],
         key.id(),
@@ -185,21 +202,14 @@ async fn the_index_is_rebuilt_once_an_indicator_expires() {
          - {{id: long, type: process-name, value: kdevtmpfsi}}\n",
         until.to_rfc3339()
     );
-    let bundle = Bundle::new(
+    let created = now.timestamp();
+    let bundle = signed_kind(
+        &key,
         BundleKind::Indicators,
         1,
-        now.timestamp() as u64,
-        now.timestamp() as u64 + 86_400,
-        vec![BundleItem {
-            name: "i.yaml".into(),
-            content,
-        }],
-        key.id(),
-    )
-    .unwrap()
-    .sign(&key)
-    .unwrap()
-    .to_file_bytes();
+        (created, created + 86_400),
+        &content,
+    );
     book.offer(bundle, "admin", true).await.unwrap();
     assert_eq!(book.indicators().len(), 2);
     assert!(!book.reindex_expired_at(now.timestamp()).await);
@@ -220,23 +230,14 @@ async fn past_the_bundles_expiry_the_indicators_are_in_doubt() {
     let (book, _metrics) = book(dir.path(), &key);
     let now = chrono::Utc::now().timestamp();
     let expires = now + 3_600;
-    let bundle = Bundle::new(
+    let bundle = signed_kind(
+        &key,
         BundleKind::Indicators,
         1,
-        now as u64,
-        expires as u64,
-        vec![BundleItem {
-            name: "i.yaml".into(),
-            content: "apiVersion: lazaret.dev/v1\nkind: Indicators\nsource: t\nindicators:\n\
-                      - {id: miner, type: process-name, value: xmrig}\n"
-                .into(),
-        }],
-        key.id(),
-    )
-    .unwrap()
-    .sign(&key)
-    .unwrap()
-    .to_file_bytes();
+        (now, expires),
+        "apiVersion: lazaret.dev/v1\nkind: Indicators\nsource: t\nindicators:\n\
+         - {id: miner, type: process-name, value: xmrig}\n",
+    );
     book.offer(bundle, "admin", true).await.unwrap();
     assert!(book.indicators().doubt.is_none());
     assert!(!book.reindex_expired_at(expires - 1).await, "not yet");

@@ -14,7 +14,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use lazaret_agent::enforce::netns::CutStatus;
-use lazaret_tests::fleet::{Placement, TestFleet, owned, paused};
+use lazaret_tests::fleet::{FAST_RECHECK, Placement, TestFleet, owned, paused};
 use lazaret_tests::inside::cut_status;
 use lazaret_tests::{TestContainers, ensure_busybox_image, init_tracing};
 use serde_json::Value;
@@ -127,11 +127,7 @@ async fn quarantines_and_releases_roll_forward_across_sigkill_at_random_points()
     let containers = TestContainers::new(None);
     let mut fleet = TestFleet::new().unwrap();
     fleet
-        .add_agent_with(
-            Placement::loopback(),
-            &[],
-            "[enforcement]\nrecheck_interval = \"1s\"\n",
-        )
+        .add_agent_with(Placement::loopback(), &[], FAST_RECHECK)
         .unwrap();
     let seed = std::env::var("LAZARET_KILL_SEED")
         .ok()
@@ -148,14 +144,7 @@ async fn quarantines_and_releases_roll_forward_across_sigkill_at_random_points()
     let mut seen = Vec::new();
     for round in 0..ROUNDS {
         let id = owned(&containers, &format!("kill-{round}"), "node-1", "none");
-        fleet.agents[0]
-            .process
-            .wait_for("the container in the inventory", SETTLE, || {
-                fleet
-                    .run_ctl(0, &["container", &id])
-                    .is_ok_and(|output| output.status.success())
-            })
-            .unwrap();
+        fleet.wait_listed(0, &id).unwrap();
 
         let delay = delays.next_ms();
         kill_during(

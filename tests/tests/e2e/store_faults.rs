@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use lazaret_tests::fleet::{Placement, TestFleet, owned, paused};
+use lazaret_tests::fleet::{FAST_RECHECK, Placement, TestFleet, owned, paused};
 use lazaret_tests::{TestContainers, ensure_busybox_image, init_tracing};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -112,24 +112,13 @@ fn a_full_state_directory_keeps_enforcement_and_releases_nothing_and_a_read_only
     // The agent's state directory (TestFleet puts node-1's in DIR/node-1/state) on 16 MiB.
     let state = Tmpfs::mount(&fleet.dir().join("node-1").join("state"), "16m");
     fleet
-        .add_agent_with(
-            Placement::loopback(),
-            &[],
-            "[enforcement]\nrecheck_interval = \"1s\"\n",
-        )
+        .add_agent_with(Placement::loopback(), &[], FAST_RECHECK)
         .unwrap();
     let held = owned(&containers, "held", "node-1", "none");
     let expiring = owned(&containers, "expiring", "node-1", "none");
     let newcomer = owned(&containers, "newcomer", "node-1", "none");
     for id in [&held, &expiring, &newcomer] {
-        fleet.agents[0]
-            .process
-            .wait_for("the containers in the inventory", DEADLINE, || {
-                fleet
-                    .run_ctl(0, &["container", id])
-                    .is_ok_and(|output| output.status.success())
-            })
-            .unwrap();
+        fleet.wait_listed(0, id).unwrap();
     }
     ctl_ok(&fleet, &["quarantine", &held, "--reason", "held"]);
     ctl_ok(

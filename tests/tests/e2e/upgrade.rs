@@ -102,11 +102,7 @@ fn a_fleet_of_the_previous_and_this_build_converges_enforces_and_upgrades_in_pla
 
     // An operator's quarantine routed to the old node.
     let routed = owned(&containers, "n1-routed", "node-2", "fine");
-    wait_until("the old node lists the container", DEADLINE, || {
-        fleet
-            .run_ctl(1, &["container", &routed])
-            .is_ok_and(|output| output.status.success())
-    });
+    fleet.wait_listed(1, &routed).unwrap();
     let quarantined = fleet
         .fleet_json(&["quarantine", &routed, "--reason", "n-1"])
         .unwrap();

@@ -32,24 +32,8 @@ async fn wait_for(runtime: &FakeRuntime, id: &ContainerId, state: ContainerState
 
 #[tokio::test]
 async fn started_agent_quarantines_repairs_and_drains() {
-    let state = tempfile::TempDir::new().unwrap();
-    let mut raw = RawConfig::default();
-    raw.metrics.listen = String::new();
-    raw.containerd.enabled = Some(false);
-    raw.state.dir = state.path().to_path_buf();
-    raw.enforcement.recheck_interval = Duration::from_millis(100);
-    let config = raw.validate().unwrap();
     let policies = PolicySet::load(&[PolicySource::new("p.yaml", POLICY)]).unwrap();
-    let runtime = Arc::new(FakeRuntime::new());
-    let shutdown = CancellationToken::new();
-    let agent = app::start(
-        &config,
-        vec![runtime.clone()],
-        Some(policies),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let (runtime, state, shutdown, agent) = start_on_fake(policies).await;
 
     let id = ContainerId::new("bad");
     let mut info = ContainerInfo::unknown(id.clone(), RuntimeKind::Fake);

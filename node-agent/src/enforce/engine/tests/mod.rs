@@ -406,3 +406,33 @@ async fn a_released_container_is_exempt_from_that_policy_but_not_from_another_it
     assert_eq!(again.state, QuarantineState::Applied);
     assert_eq!(h.state("bad"), ContainerState::Paused);
 }
+
+/// The whole agent in process ([`crate::app::start`]) on one fake runtime, enforcing `policies`,
+/// re-checking every 100 ms, its state in a temporary directory.
+async fn start_on_fake(
+    policies: PolicySet,
+) -> (
+    Arc<FakeRuntime>,
+    TempDir,
+    CancellationToken,
+    crate::app::RunningAgent,
+) {
+    let state = TempDir::new().unwrap();
+    let mut raw = crate::config::RawConfig::default();
+    raw.metrics.listen = String::new();
+    raw.containerd.enabled = Some(false);
+    raw.state.dir = state.path().to_path_buf();
+    raw.enforcement.recheck_interval = Duration::from_millis(100);
+    let config = raw.validate().unwrap();
+    let runtime = Arc::new(FakeRuntime::new());
+    let shutdown = CancellationToken::new();
+    let agent = crate::app::start(
+        &config,
+        vec![runtime.clone()],
+        Some(policies),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    (runtime, state, shutdown, agent)
+}

@@ -6,7 +6,6 @@ use lazaret_core::policy::PolicySource;
 
 use super::*;
 use crate::app;
-use crate::config::RawConfig;
 use crate::runtime::fake::FakeRuntime;
 use crate::store::{Durability, Store};
 
@@ -34,23 +33,7 @@ struct Started {
 }
 
 async fn start(policies: PolicySet) -> Started {
-    let state = tempfile::TempDir::new().unwrap();
-    let mut raw = RawConfig::default();
-    raw.metrics.listen = String::new();
-    raw.containerd.enabled = Some(false);
-    raw.state.dir = state.path().to_path_buf();
-    raw.enforcement.recheck_interval = Duration::from_millis(100);
-    let config = raw.validate().unwrap();
-    let runtime = Arc::new(FakeRuntime::new());
-    let shutdown = CancellationToken::new();
-    let agent = app::start(
-        &config,
-        vec![runtime.clone()],
-        Some(policies),
-        shutdown.clone(),
-    )
-    .await
-    .unwrap();
+    let (runtime, state, shutdown, agent) = start_on_fake(policies).await;
     Started {
         runtime,
         state,

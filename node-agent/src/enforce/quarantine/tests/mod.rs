@@ -107,6 +107,17 @@ impl Harness {
             .unwrap()
     }
 
+    /// A new manager over the same store, runtime and cutter: the agent restarted.
+    fn restarted(&self) -> QuarantineManager {
+        QuarantineManager::new(
+            self.runtime.clone(),
+            self.cutter.clone(),
+            self.store.clone(),
+            self.clock.clone(),
+            QuarantineConfig::default(),
+        )
+    }
+
     /// Every audit record as `action outcome`, after checking the chain verifies.
     fn audit(&self) -> Vec<String> {
         self.store.audit_lines()

@@ -137,13 +137,7 @@ async fn roll_forward_finishes_requested_rechecks_applied_and_marks_gone() {
         .unwrap();
 
     // A new manager over the same store: the agent restarted.
-    let mut restarted = QuarantineManager::new(
-        harness.runtime.clone(),
-        harness.cutter.clone(),
-        harness.store.clone(),
-        harness.clock.clone(),
-        QuarantineConfig::default(),
-    );
+    let mut restarted = harness.restarted();
     let changed = restarted.roll_forward().await.unwrap();
     let mut changed: Vec<(String, QuarantineState)> = changed
         .into_iter()

@@ -155,13 +155,7 @@ async fn a_release_a_crash_interrupted_is_finished_at_the_restart_not_taken_for_
     harness.cutter.delete_table(&netns_of("undone"));
     harness.runtime.resume(&undone.id).await.unwrap();
 
-    let mut restarted = QuarantineManager::new(
-        harness.runtime.clone(),
-        harness.cutter.clone(),
-        harness.store.clone(),
-        harness.clock.clone(),
-        QuarantineConfig::default(),
-    );
+    let mut restarted = harness.restarted();
     let changed = restarted.roll_forward().await.unwrap();
     assert_eq!(changed.len(), 2, "{changed:?}");
     for info in [&untouched, &undone] {
