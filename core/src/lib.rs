@@ -16,6 +16,7 @@ pub mod container;
 pub mod detection;
 pub mod gossip;
 pub mod indicator;
+pub mod label_selector;
 pub mod policy;
 pub mod posture;
 pub mod quarantine;

@@ -6,17 +6,18 @@
 //! line is also used as a container's name, image and label value, so that matching runs on
 //! text the fuzzer chooses; the rest is the selector YAML.
 //!
-//! Not fuzzed here: the `--selector key=value,…` parser behind `lazaretctl quarantine`, which
-//! lives in the controller crate (`controller/src/service/targets.rs`, `selector`); depending on
-//! it would bring tokio, tonic, chitchat and sled into the fuzz build.
+//! The whole input also goes to the `--selector key=value,…` parser behind `lazaretctl
+//! quarantine` and the controller's filters (`lazaret_core::label_selector`).
 //!
 //! Must hold: nothing panics; bad selectors are errors; an empty selector is empty; a label
 //! criterion never matches a container without that label; a normalised image location ends
-//! with the reference it was made from and names a registry host.
+//! with the reference it was made from and names a registry host; a parsed label selector has
+//! trimmed, non-empty keys without `=` and parses again to itself once written back.
 #![no_main]
 
 use std::collections::BTreeMap;
 
+use lazaret_core::label_selector::parse_label_selector;
 use lazaret_core::policy::{DetectionMatch, Selector, normalized_image_location};
 use lazaret_core::{ContainerId, ContainerInfo, RuntimeKind, Severity};
 use libfuzzer_sys::fuzz_target;
@@ -38,6 +39,24 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (line, yaml) = text.split_once('\n').unwrap_or((text, text));
+
+    if let Ok(pairs) = parse_label_selector(text) {
+        for (key, value) in &pairs {
+            assert!(
+                !key.is_empty() && !key.contains('=') && key.trim() == key,
+                "{key:?}"
+            );
+            assert!(!value.contains(',') && value.trim() == value, "{value:?}");
+        }
+        let written: Vec<String> = pairs
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        assert_eq!(
+            parse_label_selector(&written.join(",")).as_ref(),
+            Ok(&pairs)
+        );
+    }
 
     let id = ContainerId::new(line);
     assert!(line.starts_with(id.short()));

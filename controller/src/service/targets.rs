@@ -8,22 +8,11 @@ use lazaret_proto::v1::{CheckResult, ContainerFilter, FleetTarget, NodeContainer
 use tonic::Status;
 
 /// A parsed label selector: `key=value` pairs, all of which must match.
-pub type Selector = Vec<(String, String)>;
+pub type Selector = lazaret_core::label_selector::LabelSelector;
 
 /// Parses `app=web,tier=front`; empty text selects everything.
 pub fn selector(text: &str) -> Result<Selector, Status> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| match pair.split_once('=') {
-            Some((key, value)) if !key.trim().is_empty() => {
-                Ok((key.trim().to_string(), value.trim().to_string()))
-            }
-            _ => Err(Status::invalid_argument(format!(
-                "selector: {pair:?} is not key=value (e.g. app=web,tier=front)"
-            ))),
-        })
-        .collect()
+    lazaret_core::label_selector::parse_label_selector(text).map_err(Status::invalid_argument)
 }
 
 fn labels_match(labels: &HashMap<String, String>, selector: &Selector) -> bool {
