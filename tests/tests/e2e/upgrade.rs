@@ -158,6 +158,12 @@ fn a_fleet_of_the_previous_and_this_build_converges_enforces_and_upgrades_in_pla
     }
     let verified = fleet.json(1, &["audit", "--verify"]).unwrap();
     assert_eq!(verified["intact"], true, "{verified}");
+    // The controller asks the agents afresh: wait until the restarted one answers for it.
+    wait_until("the controller finds the container again", DEADLINE, || {
+        fleet
+            .run_fleet(&["container", &routed])
+            .is_ok_and(|output| output.status.success())
+    });
     let released = fleet
         .fleet_json(&["release", &routed, "--reason", "upgraded"])
         .unwrap();
