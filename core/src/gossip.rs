@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::bundle::{BundleKind, BundleStamp};
 
+mod seal;
+
+pub use self::seal::{SealError, Slot, open, seal, signing_message, verify_seal};
+
 /// The context tag that opens every signed message.
 pub const SIGNING_CONTEXT: &str = "lazaret-gossip-v1";
 
@@ -169,41 +173,6 @@ pub fn checked_value(key: &GossipKey, value: String) -> Result<String, ValueTooL
     Ok(value)
 }
 
-/// Where a value sits in its node's gossip state: the node's generation and the value's version
-/// (chitchat gives a node's every write the next version). Signed with the value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Slot {
-    pub generation: u64,
-    pub version: u64,
-}
-
-/// The bytes a node signs for one value.
-pub fn signing_message(
-    cluster: &str,
-    node: &str,
-    slot: Slot,
-    key: &GossipKey,
-    payload: &str,
-) -> Vec<u8> {
-    let Slot {
-        generation,
-        version,
-    } = slot;
-    format!("{SIGNING_CONTEXT}\0{cluster}\0{node}\0{generation}\0{version}\0{key}\0{payload}")
-        .into_bytes()
-}
-
-/// A sealed value: the signature and the payload it covers.
-pub fn seal(signature: &[u8], payload: &str) -> String {
-    format!("{}.{payload}", hex::encode(signature))
-}
-
-/// The signature and payload of a sealed value; `None` when it is not one.
-pub fn open(value: &str) -> Option<(Vec<u8>, &str)> {
-    let (signature, payload) = value.split_once('.')?;
-    Some((hex::decode(signature).ok()?, payload))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,53 +215,5 @@ mod tests {
         let error = checked_value(&key, "x".repeat(MAX_VALUE_BYTES + 1)).unwrap_err();
         assert_eq!(error.size, MAX_VALUE_BYTES + 1);
         assert!(error.to_string().contains("stats"), "{error}");
-    }
-
-    #[test]
-    fn the_signed_message_binds_cluster_node_slot_and_key() {
-        let key = GossipKey::Mode;
-        let slot = Slot {
-            generation: 2,
-            version: 7,
-        };
-        let message = signing_message("fleet", "node-1", slot, &key, "{}");
-        assert_ne!(
-            message,
-            signing_message("fleet", "node-2", slot, &key, "{}")
-        );
-        assert_ne!(
-            message,
-            signing_message("other", "node-1", slot, &key, "{}")
-        );
-        assert_ne!(
-            message,
-            signing_message("fleet", "node-1", slot, &GossipKey::Stats, "{}")
-        );
-        for other in [
-            Slot {
-                generation: 2,
-                version: 8,
-            },
-            Slot {
-                generation: 3,
-                version: 7,
-            },
-        ] {
-            assert_ne!(
-                message,
-                signing_message("fleet", "node-1", other, &key, "{}")
-            );
-        }
-    }
-
-    #[test]
-    fn sealed_values_open_to_their_parts() {
-        let sealed = seal(&[1, 2, 255], r#"{"a":"b.c"}"#);
-        assert_eq!(sealed, r#"0102ff.{"a":"b.c"}"#);
-        let (signature, payload) = open(&sealed).unwrap();
-        assert_eq!(signature, vec![1, 2, 255]);
-        assert_eq!(payload, r#"{"a":"b.c"}"#);
-        assert_eq!(open("no-dot"), None);
-        assert_eq!(open("zz.payload"), None);
     }
 }

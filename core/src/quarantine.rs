@@ -212,12 +212,71 @@ pub struct QuarantineRecord {
     pub releasing: Option<Box<PendingRelease>>,
 }
 
-/// Who asked for a release that is under way, and how long the exemption it leaves lasts.
+/// A release or an expiry that is under way: which of the two, who asked, and how long the
+/// exemption it leaves lasts (an expiry leaves none).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingRelease {
+    /// Absent from records written before expiries were stored this way: a release.
+    #[serde(default)]
+    pub kind: UndoKind,
     pub actor: String,
     pub reason: String,
     pub exempt_for_ms: u64,
+}
+
+impl PendingRelease {
+    /// An operator's (or a detection's) release, leaving an exemption for `exempt_for`.
+    pub fn release(actor: &str, reason: &str, exempt_for: Duration) -> PendingRelease {
+        PendingRelease {
+            kind: UndoKind::Release,
+            actor: actor.to_string(),
+            reason: reason.to_string(),
+            exempt_for_ms: u64::try_from(exempt_for.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// The end of a quarantine whose TTL ran out, by `actor` (the agent); no exemption.
+    pub fn expiry(actor: &str) -> PendingRelease {
+        PendingRelease {
+            kind: UndoKind::Expiry,
+            actor: actor.to_string(),
+            reason: "ttl ran out".to_string(),
+            exempt_for_ms: 0,
+        }
+    }
+
+    pub fn exempt_for(&self) -> Duration {
+        Duration::from_millis(self.exempt_for_ms)
+    }
+}
+
+/// How a quarantine that is being undone ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UndoKind {
+    /// Released on request: `released`, and an exemption for the source.
+    #[default]
+    Release,
+    /// Its TTL ran out: `expired`, no exemption.
+    Expiry,
+}
+
+impl UndoKind {
+    /// The event that ends the quarantine once every action is undone.
+    pub fn event(self) -> QuarantineEvent {
+        match self {
+            UndoKind::Release => QuarantineEvent::Released,
+            UndoKind::Expiry => QuarantineEvent::Expired,
+        }
+    }
+
+    /// The audit action that records it.
+    pub fn audit_action(self) -> &'static str {
+        match self {
+            UndoKind::Release => "release",
+            UndoKind::Expiry => "expire",
+        }
+    }
 }
 
 /// What a quarantine is asked with, before it has a state.
@@ -257,6 +316,22 @@ impl QuarantineRecord {
             source: request.source,
             scope: request.scope,
             releasing: None,
+        }
+    }
+
+    /// This record, stored before the first undo of `pending`: marked as being undone.
+    pub fn undoing(&self, pending: PendingRelease) -> QuarantineRecord {
+        QuarantineRecord {
+            releasing: Some(Box::new(pending)),
+            ..self.clone()
+        }
+    }
+
+    /// This record with no undo under way (an undo that failed: the quarantine stays).
+    pub fn kept(&self) -> QuarantineRecord {
+        QuarantineRecord {
+            releasing: None,
+            ..self.clone()
         }
     }
 

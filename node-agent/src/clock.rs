@@ -29,16 +29,28 @@ impl Clock for SystemClock {
     }
 }
 
-/// The system clock plus an offset that only [`ManualClock::advance`] changes: time goes on as
-/// usual and jumps when a test says so (an hour of TTL in a second of test).
+/// A clock that moves only when a test says so ([`ManualClock::advance`]): either the system
+/// clock plus an offset ([`ManualClock::new`]: time goes on as usual and jumps an hour of TTL in
+/// a second of test), or a clock stopped at a given instant ([`ManualClock::stopped_at`]: unit
+/// tests that compare exact times).
 #[derive(Debug, Default)]
 pub struct ManualClock {
     offset_ms: AtomicI64,
+    /// Stopped: the time is this plus the offset, whatever the system clock says.
+    stopped: bool,
 }
 
 impl ManualClock {
     pub fn new() -> ManualClock {
         ManualClock::default()
+    }
+
+    /// A clock that reads `unix_ms` until advanced.
+    pub fn stopped_at(unix_ms: i64) -> ManualClock {
+        ManualClock {
+            offset_ms: AtomicI64::new(unix_ms),
+            stopped: true,
+        }
     }
 
     /// Moves this clock (only) forward by `by`.
@@ -50,9 +62,12 @@ impl ManualClock {
 
 impl Clock for ManualClock {
     fn now_unix_ms(&self) -> i64 {
-        SystemClock
-            .now_unix_ms()
-            .saturating_add(self.offset_ms.load(Ordering::SeqCst))
+        let offset = self.offset_ms.load(Ordering::SeqCst);
+        if self.stopped {
+            offset
+        } else {
+            SystemClock.now_unix_ms().saturating_add(offset)
+        }
     }
 }
 
@@ -72,5 +87,16 @@ mod tests {
             (7_199..=7_201).contains(&(after - system)),
             "{after} vs {system}"
         );
+    }
+
+    #[test]
+    fn a_stopped_clock_reads_its_instant_until_advanced() {
+        let clock = ManualClock::stopped_at(1_700_000_000_000);
+        assert_eq!(clock.now_unix_ms(), 1_700_000_000_000);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(clock.now_unix_ms(), 1_700_000_000_000);
+        clock.advance(Duration::from_millis(1_500));
+        assert_eq!(clock.now_unix_ms(), 1_700_000_001_500);
+        assert_eq!(clock.now_unix(), 1_700_000_001);
     }
 }

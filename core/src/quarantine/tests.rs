@@ -516,11 +516,11 @@ fn arbitrary_record() -> impl Strategy<Value = QuarantineRecord> {
                 expires_unix_ms,
                 actions,
                 releasing: (since_unix_ms % 2 == 0).then(|| {
-                    Box::new(PendingRelease {
-                        actor: "alice".into(),
-                        reason: "r".into(),
-                        exempt_for_ms: 1,
-                    })
+                    Box::new(PendingRelease::release(
+                        "alice",
+                        "r",
+                        Duration::from_millis(1),
+                    ))
                 }),
                 ..record_in(QuarantineState::Requested)
             },
@@ -637,17 +637,30 @@ fn a_record_without_a_release_under_way_is_written_as_schema_1_wrote_it() {
     assert!(json.get("releasing").is_none(), "{json}");
     let back: QuarantineRecord = serde_json::from_value(json).unwrap();
     assert_eq!(back, record);
-    let releasing = QuarantineRecord {
-        releasing: Some(Box::new(PendingRelease {
-            actor: "alice".into(),
-            reason: "false positive".into(),
-            exempt_for_ms: 60_000,
-        })),
-        ..record
-    };
-    let json = serde_json::to_string(&releasing).unwrap();
-    assert_eq!(
-        serde_json::from_str::<QuarantineRecord>(&json).unwrap(),
-        releasing
-    );
+    for pending in [
+        PendingRelease::release("alice", "false positive", Duration::from_secs(60)),
+        PendingRelease::expiry("agent"),
+    ] {
+        let releasing = record.undoing(pending);
+        let json = serde_json::to_string(&releasing).unwrap();
+        assert_eq!(
+            serde_json::from_str::<QuarantineRecord>(&json).unwrap(),
+            releasing
+        );
+        assert_eq!(releasing.kept(), record);
+    }
+    // A pending release stored before the kind was written reads back as a release.
+    let mut json = serde_json::to_value(record.undoing(PendingRelease::release(
+        "alice",
+        "r",
+        Duration::from_secs(1),
+    )))
+    .unwrap();
+    json["releasing"].as_object_mut().unwrap().remove("kind");
+    let back: QuarantineRecord = serde_json::from_value(json).unwrap();
+    let pending = back.releasing.unwrap();
+    assert_eq!(pending.kind, UndoKind::Release);
+    assert_eq!(pending.exempt_for(), Duration::from_secs(1));
+    assert_eq!(UndoKind::Expiry.event(), QuarantineEvent::Expired);
+    assert_eq!(UndoKind::Expiry.audit_action(), "expire");
 }

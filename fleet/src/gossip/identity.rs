@@ -5,12 +5,10 @@
 //!
 //! Keys are ECDSA P-256 (what `lazaretctl pki` issues); signatures are the fixed 64-byte form.
 
-use lazaret_core::gossip::{self, GossipKey, Slot};
+use lazaret_core::gossip::{self, GossipKey, SealError, Slot};
 use lazaret_core::roles::Role;
 use ring::rand::SystemRandom;
-use ring::signature::{
-    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, UnparsedPublicKey,
-};
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use x509_parser::pem::parse_x509_pem;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -156,12 +154,12 @@ impl PeerTrust {
         key: &GossipKey,
         value: &'a str,
     ) -> Result<&'a str, Refusal> {
-        let (signature, payload) = gossip::open(value).ok_or(Refusal::Unsealed)?;
-        let message = gossip::signing_message(&self.cluster, node, slot, key, payload);
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &peer.public_key)
-            .verify(&message, &signature)
-            .map_err(|_| Refusal::BadSeal)?;
-        Ok(payload)
+        gossip::verify_seal(&peer.public_key, &self.cluster, node, slot, key, value).map_err(
+            |error| match error {
+                SealError::Unsealed => Refusal::Unsealed,
+                SealError::BadSeal => Refusal::BadSeal,
+            },
+        )
     }
 }
 

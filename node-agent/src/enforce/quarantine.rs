@@ -508,21 +508,7 @@ impl QuarantineManager {
                 continue;
             };
             if let Some(pending) = releasing {
-                if record.is_expired(self.clock.now_unix_ms()) {
-                    // An expiry under way: the sweep's `expire_due` finishes it as one.
-                    continue;
-                }
-                tracing::info!(container = %record.container, actor = %pending.actor, "finishing a release a restart interrupted");
-                let exempt_for = Duration::from_millis(pending.exempt_for_ms);
-                let released = self
-                    .release(
-                        &record.container,
-                        &pending.actor,
-                        &pending.reason,
-                        exempt_for,
-                    )
-                    .await?;
-                changed.push(released);
+                changed.push(self.finish_undo(&record, *pending).await?);
                 continue;
             }
             if let Some(updated) = self.recheck(&info).await? {

@@ -64,6 +64,19 @@ pub enum StoreError {
         found: String,
         supported: u32,
     },
+    /// A schema migration step failed. The store stays at version `from` (every step before it
+    /// is kept); the next start tries the step again.
+    #[error(
+        "migrating the store at {} from schema {from} ({what}) failed, it stays at schema {from} \
+         and the next start tries again: {source}",
+        .path.display()
+    )]
+    Migration {
+        path: PathBuf,
+        from: u32,
+        what: &'static str,
+        source: Box<StoreError>,
+    },
     /// The audit tree holds records beyond the stored head, which only a write from outside the
     /// store can produce. Appending would overwrite them, so the store refuses.
     #[error(

@@ -33,6 +33,7 @@ mod audit;
 mod bundles;
 mod error;
 mod evidence;
+pub mod migrate;
 #[cfg(test)]
 mod tests;
 
@@ -69,7 +70,8 @@ pub const META_AUDIT_HEAD: &str = "audit_head";
 /// The gossip generation of the last start, as JSON.
 pub const META_GENERATION: &str = "generation";
 pub const META_FLEET_MODE: &str = "fleet_mode";
-/// The schema this code reads and writes. A store with a higher version is refused at open.
+/// The schema this code reads and writes. An older store is migrated at open, a newer one is
+/// refused ([`migrate`]).
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// How far a write has gone when a write method returns.
@@ -176,27 +178,10 @@ impl Store {
         self.durability
     }
 
+    /// Writes the schema version of a new store, migrates an older one, refuses a newer one
+    /// ([`migrate`]).
     fn check_schema(&self) -> StoreResult<()> {
-        let found =
-            self.meta
-                .get(META_SCHEMA)
-                .map_err(sled_error("read", TREE_META, Some(META_SCHEMA)))?;
-        let Some(found) = found else {
-            self.meta
-                .insert(META_SCHEMA, SCHEMA_VERSION.to_string().as_bytes())
-                .map_err(sled_error("write", TREE_META, Some(META_SCHEMA)))?;
-            return self.persist();
-        };
-        let text = String::from_utf8_lossy(&found).into_owned();
-        match text.parse::<u32>() {
-            Ok(SCHEMA_VERSION) => Ok(()),
-            // No older version exists yet; an older one would be migrated here.
-            _ => Err(StoreError::UnsupportedSchema {
-                path: self.path.clone(),
-                found: text,
-                supported: SCHEMA_VERSION,
-            }),
-        }
+        migrate::migrate(self, migrate::MIGRATIONS, SCHEMA_VERSION).map(drop)
     }
 
     /// Makes every write so far as durable as [`Durability`] promises. Called by every write

@@ -18,7 +18,7 @@ use super::*;
 
 const NOW: i64 = 1_700_000_000_000;
 
-fn record(index: usize) -> QuarantineRecord {
+pub(super) fn record(index: usize) -> QuarantineRecord {
     QuarantineRecord::requested(
         QuarantineRequest {
             container: ContainerId::new(format!("{index:064x}")),

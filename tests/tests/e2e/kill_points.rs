@@ -115,6 +115,28 @@ fn kill_during(fleet: &mut TestFleet, args: &[&str], delay_ms: u64) {
         .unwrap();
 }
 
+/// Kills the agent `delay_ms` into `lazaretctl VERB ID`, waits until the container settles and
+/// the audit chain verifies after the restart, and returns how it settled. When the command did
+/// not take effect (the agent died before it), the same command now must, and settle `done`.
+async fn kill_round(
+    fleet: &mut TestFleet,
+    containers: &TestContainers,
+    id: &str,
+    verb: &str,
+    delay_ms: u64,
+    done: Settled,
+) -> Settled {
+    kill_during(fleet, &[verb, id, "--reason", "kill point"], delay_ms);
+    let settled = wait_settled(fleet, containers, id).await;
+    audit_verifies(fleet);
+    if settled != done {
+        let output = fleet.run_ctl(0, &[verb, id, "--reason", "again"]).unwrap();
+        assert!(output.status.success(), "{output:?}");
+        assert_eq!(wait_settled(fleet, containers, id).await, done);
+    }
+    settled
+}
+
 fn audit_verifies(fleet: &TestFleet) {
     let verified = fleet.json(0, &["audit", "--verify"]).unwrap();
     assert_eq!(verified["intact"], true, "{verified}");
@@ -146,44 +168,13 @@ async fn quarantines_and_releases_roll_forward_across_sigkill_at_random_points()
         let id = owned(&containers, &format!("kill-{round}"), "node-1", "none");
         fleet.wait_listed(0, &id).unwrap();
 
-        let delay = delays.next_ms();
-        kill_during(
-            &mut fleet,
-            &["quarantine", &id, "--reason", "kill point"],
-            delay,
-        );
-        let after_quarantine = wait_settled(&fleet, &containers, &id).await;
-        audit_verifies(&fleet);
-        seen.push(format!(
-            "quarantine killed at {delay} ms: {after_quarantine:?}"
-        ));
-        if after_quarantine == Settled::Free {
-            // The agent never received it; a quarantine now must work.
-            let output = fleet
-                .run_ctl(0, &["quarantine", &id, "--reason", "again"])
-                .unwrap();
-            assert!(output.status.success(), "{output:?}");
-            assert_eq!(
-                wait_settled(&fleet, &containers, &id).await,
-                Settled::Quarantined
-            );
-        }
-
-        let delay = delays.next_ms();
-        kill_during(
-            &mut fleet,
-            &["release", &id, "--reason", "kill point"],
-            delay,
-        );
-        let after_release = wait_settled(&fleet, &containers, &id).await;
-        audit_verifies(&fleet);
-        seen.push(format!("release killed at {delay} ms: {after_release:?}"));
-        if after_release == Settled::Quarantined {
-            let output = fleet
-                .run_ctl(0, &["release", &id, "--reason", "again"])
-                .unwrap();
-            assert!(output.status.success(), "{output:?}");
-            assert_eq!(wait_settled(&fleet, &containers, &id).await, Settled::Free);
+        for (verb, done) in [
+            ("quarantine", Settled::Quarantined),
+            ("release", Settled::Free),
+        ] {
+            let delay = delays.next_ms();
+            let settled = kill_round(&mut fleet, &containers, &id, verb, delay, done).await;
+            seen.push(format!("{verb} killed at {delay} ms: {settled:?}"));
         }
     }
     let log = fleet.agents[0].process.log();

@@ -5,7 +5,8 @@
 //! enforce. The judge reaches the same verdict at every re-judge; only the first is written
 //! ([`Enforcer::record_once`], which the gaps of judgement share).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use lazaret_core::audit::AuditEntry;
 use lazaret_core::policy::EvaluationError;
@@ -36,16 +37,29 @@ pub(super) struct AuditModeHit {
     pub(super) why: String,
 }
 
-/// The (container, what) pairs already recorded: a policy's would-have, a rule's gap.
+/// What was already recorded for each container (a policy's would-have, a rule's gap), by a
+/// hash of what it names ([`noted_key`]): a re-judge checks without allocating.
 #[derive(Default)]
-pub(super) struct Noted(HashSet<(ContainerId, String)>);
+pub(super) struct Noted {
+    by_container: HashMap<ContainerId, HashSet<u64>>,
+    count: usize,
+}
+
+/// The key [`Enforcer::record_once`] remembers `parts` by. A 64-bit hash: two different findings
+/// for one container would have to collide for the second to go unrecorded.
+pub(super) fn noted_key(parts: &[&str]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    parts.hash(&mut hasher);
+    hasher.finish()
+}
 
 impl Enforcer {
     /// Records each hit not recorded yet for this container.
     pub(super) async fn note_would_have(&mut self, info: &ContainerInfo, hits: Vec<AuditModeHit>) {
         for hit in hits {
             debug!(container = %info.id, policy = %hit.policy, "audit-mode policy would have acted");
-            let entry = AuditEntry {
+            let key = noted_key(&["would-have", &hit.policy]);
+            self.record_once(&info.id, key, || AuditEntry {
                 actor: AGENT_ACTOR.to_string(),
                 on_behalf_of: None,
                 action: "quarantine".into(),
@@ -53,27 +67,43 @@ impl Enforcer {
                 reason: hit.why,
                 source: format!("policy:{}", hit.policy),
                 outcome: format!("would-have: {} (audit mode)", actions_text(&hit.actions)),
-            };
-            self.record_once((info.id.clone(), hit.policy), entry).await;
+            })
+            .await;
         }
     }
 
-    /// Writes `entry` unless `key` was recorded already; `true` when it wrote it.
+    /// Writes the entry `entry` makes unless `key` was recorded already for `container`; `true`
+    /// when it wrote it.
     pub(super) async fn record_once(
         &mut self,
-        key: (ContainerId, String),
-        entry: AuditEntry,
+        container: &ContainerId,
+        key: u64,
+        entry: impl FnOnce() -> AuditEntry,
     ) -> bool {
-        if self.noted.0.contains(&key) {
+        let noted = &mut self.noted;
+        if noted
+            .by_container
+            .get(container)
+            .is_some_and(|keys| keys.contains(&key))
+        {
             return false;
         }
-        if self.noted.0.len() >= MAX_NOTED {
-            self.noted.0.clear();
+        if noted.count >= MAX_NOTED {
+            *noted = Noted::default();
         }
+        let entry = entry();
         let what = entry.action.clone();
         match self.manager.audit(entry).await {
             Ok(()) => {
-                self.noted.0.insert(key);
+                let noted = &mut self.noted;
+                if noted
+                    .by_container
+                    .entry(container.clone())
+                    .or_default()
+                    .insert(key)
+                {
+                    noted.count += 1;
+                }
                 true
             }
             Err(error) => {
@@ -86,6 +116,6 @@ impl Enforcer {
     /// Forgets what was recorded (new policies or indicators: their verdicts are recorded
     /// afresh).
     pub(super) fn forget_noted(&mut self) {
-        self.noted.0.clear();
+        self.noted = Noted::default();
     }
 }

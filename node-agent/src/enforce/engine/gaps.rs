@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use lazaret_core::ContainerId;
 use tracing::{info, warn};
 
+use super::audit_mode::noted_key;
 use super::{AGENT_ACTOR, Enforcer};
 
 /// The longest wait between two retries of a fail-closed quarantine.
@@ -50,8 +51,8 @@ impl Enforcer {
     /// Records and counts each gap not recorded yet for this container.
     pub(super) async fn note_gaps(&mut self, info: &ContainerInfo, gaps: Vec<EvaluationError>) {
         for gap in gaps {
-            let key = format!("gap\u{0}{}\u{0}{}\u{0}{}", gap.policy, gap.rule, gap.error);
-            let entry = AuditEntry {
+            let key = noted_key(&["gap", &gap.policy, &gap.rule, &gap.error]);
+            let entry = || AuditEntry {
                 actor: AGENT_ACTOR.to_string(),
                 on_behalf_of: None,
                 action: GAP_ACTION.into(),
@@ -60,7 +61,7 @@ impl Enforcer {
                 source: format!("policy:{}", gap.policy),
                 outcome: gap_outcome(&gap),
             };
-            if self.record_once((info.id.clone(), key), entry).await {
+            if self.record_once(&info.id, key, entry).await {
                 warn!(container = %info.id, policy = %gap.policy, rule = %gap.rule, error = %gap.error, fail_closed = gap.counted_as_violation, "enforcement gap: a rule could not be evaluated");
                 self.metrics.count_enforcement_gap();
             }

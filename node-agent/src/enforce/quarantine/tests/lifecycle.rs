@@ -5,10 +5,9 @@ use super::*;
 #[tokio::test]
 async fn expiry_releases_at_the_ttl_and_not_before() {
     let mut harness = harness();
-    let info = harness.container("web");
-    let mut ask = request("web", &DEFAULT_QUARANTINE_ACTIONS, policy());
-    ask.ttl = Some(Duration::from_secs(600));
-    harness.manager.quarantine(ask, &info, false).await.unwrap();
+    harness
+        .quarantined_for("web", Duration::from_secs(600))
+        .await;
 
     harness.clock.advance(Duration::from_secs(599));
     assert!(harness.manager.expire_due().await.unwrap().is_empty());

@@ -1,39 +1,24 @@
 //! The manager's rules on [`FakeRuntime`] and [`FakeCutter`], with a store in a tempdir and a
 //! clock the test moves. Real nftables and a real engine: `tests/tests/e2e/quarantine.rs`.
 
-use std::sync::atomic::{AtomicI64, Ordering};
-
 use lazaret_core::quarantine::DEFAULT_QUARANTINE_ACTIONS;
 use lazaret_core::{ContainerState, RuntimeKind};
 use tempfile::TempDir;
 
 use super::*;
+use crate::clock::ManualClock;
 use crate::enforce::netns::CutStatus;
 use crate::runtime::fake::FakeRuntime;
 use crate::store::Durability;
 
 const START: i64 = 1_700_000_000_000;
 
-struct TestClock(AtomicI64);
-
-impl TestClock {
-    fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
-    }
-}
-
-impl Clock for TestClock {
-    fn now_unix_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
 struct Harness {
     _dir: TempDir,
     store: Store,
     runtime: Arc<FakeRuntime>,
     cutter: Arc<FakeCutter>,
-    clock: Arc<TestClock>,
+    clock: Arc<ManualClock>,
     manager: QuarantineManager,
 }
 
@@ -42,7 +27,7 @@ fn harness_with(config: QuarantineConfig) -> Harness {
     let store = Store::open(dir.path(), Durability::Process).unwrap();
     let runtime = Arc::new(FakeRuntime::new());
     let cutter = Arc::new(FakeCutter::new());
-    let clock = Arc::new(TestClock(AtomicI64::new(START)));
+    let clock = Arc::new(ManualClock::stopped_at(START));
     let manager = QuarantineManager::new(
         runtime.clone(),
         cutter.clone(),
@@ -87,6 +72,15 @@ impl Harness {
     async fn quarantined(&mut self, name: &str) -> ContainerInfo {
         let info = self.container(name);
         self.quarantine_by_policy(&info).await;
+        info
+    }
+
+    /// A running container `name` quarantined by a policy with the default actions for `ttl`.
+    async fn quarantined_for(&mut self, name: &str, ttl: Duration) -> ContainerInfo {
+        let info = self.container(name);
+        let mut ask = request(name, &DEFAULT_QUARANTINE_ACTIONS, policy());
+        ask.ttl = Some(ttl);
+        self.manager.quarantine(ask, &info, false).await.unwrap();
         info
     }
 

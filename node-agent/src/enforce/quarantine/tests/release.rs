@@ -1,6 +1,7 @@
 //! Releasing: network restored, container resumed, exemptions left and honoured.
 
 use super::*;
+use lazaret_core::quarantine::PendingRelease;
 
 #[tokio::test]
 async fn release_restores_the_network_resumes_and_leaves_an_exemption() {
@@ -137,11 +138,11 @@ async fn a_release_exemption_stops_the_next_automated_quarantine_until_it_ends()
 async fn a_release_a_crash_interrupted_is_finished_at_the_restart_not_taken_for_tampering() {
     let mut harness = harness();
     let pending = |record: QuarantineRecord| QuarantineRecord {
-        releasing: Some(Box::new(lazaret_core::quarantine::PendingRelease {
-            actor: "CN=alice".into(),
-            reason: "false positive".into(),
-            exempt_for_ms: 3_600_000,
-        })),
+        releasing: Some(Box::new(PendingRelease::release(
+            "CN=alice",
+            "false positive",
+            Duration::from_secs(3600),
+        ))),
         ..record
     };
     // A crash right after storing the release: nothing undone yet.
@@ -189,4 +190,35 @@ async fn a_release_a_crash_interrupted_is_finished_at_the_restart_not_taken_for_
     );
     let exemptions = harness.store.exemptions().unwrap().records;
     assert!(exemptions.is_exempt(&untouched.id, "no-privileged", START + 1));
+}
+
+#[tokio::test]
+async fn an_expiry_a_crash_interrupted_is_finished_as_an_expiry() {
+    let mut harness = harness();
+    harness
+        .quarantined_for("web", Duration::from_secs(600))
+        .await;
+    harness.clock.advance(Duration::from_secs(600));
+    // A crash after the sweep stored the expiry and restored the network, before `released`.
+    let record = harness
+        .stored("web")
+        .undoing(PendingRelease::expiry("agent"));
+    harness.store.put_quarantine(&record).unwrap();
+    harness.cutter.delete_table(&netns_of("web"));
+
+    let mut restarted = harness.restarted();
+    let changed = restarted.roll_forward().await.unwrap();
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    let stored = harness.stored("web");
+    assert_eq!(stored.state, QuarantineState::Released);
+    assert!(stored.releasing.is_none());
+    assert_eq!(harness.current("web").state, ContainerState::Running);
+    // An expiry leaves no exemption, and is audited as one.
+    assert!(harness.store.exemptions().unwrap().records.is_empty());
+    let audit = harness.audit();
+    assert_eq!(audit.last().unwrap(), "expire released: ttl ran out");
+    assert!(
+        !audit.iter().any(|line| line.starts_with("tamper")),
+        "{audit:?}"
+    );
 }
