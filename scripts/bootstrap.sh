@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts what Lazaret's build, tests and local run need on a fresh Debian machine:
 # protoc (for the gRPC code), busybox-static (test images are built from it, no registry),
-# nftables and iproute2 (enforcement, network namespaces), and a running Docker engine
+# nftables and iproute2 (enforcement, network namespaces), e2fsprogs (the store fault test's
+# ext4 image), and a running Docker engine
 # (Debian's docker.io, started here when `docker info` fails). Idempotent; needs root.
 set -euo pipefail
 
@@ -14,6 +15,7 @@ command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v mkfs.ext4 >/dev/null 2>&1 || missing+=(e2fsprogs)
 docker_up() { timeout 20 docker info >/dev/null 2>&1; }
 if ! docker_up && ! command -v dockerd >/dev/null 2>&1; then
   missing+=(docker.io)

@@ -48,6 +48,13 @@ struct QuarantineLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReleaseLabels {
+    /// `release` or `expiry`.
+    kind: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RuntimeLabels {
     runtime: &'static str,
 }
@@ -79,6 +86,7 @@ pub struct Metrics {
     quarantines: Family<QuarantineLabels, Counter>,
     tampering: Counter,
     enforcement_gaps: Counter,
+    releases: Family<ReleaseLabels, Counter>,
     policy_reloads: Family<ResultLabels, Counter>,
     certificate_expiry: Family<CertificateLabels, Gauge>,
     /// Bundles and gossip.
@@ -171,6 +179,13 @@ impl Metrics {
             "Quarantines that could not be carried out (failed state, or an error before acting)",
             enforcement_gaps.clone(),
         );
+        let releases = Family::<ReleaseLabels, Counter>::default();
+        registry.register(
+            "releases",
+            "Quarantines ended by a release or an expiry, by outcome: released, failed (an action \
+             could not be undone: it stays), unrecorded (the store cannot write: it stays)",
+            releases.clone(),
+        );
         let blast_radius_exceeded = Counter::default();
         registry.register(
             "blast_radius_exceeded",
@@ -203,6 +218,7 @@ impl Metrics {
             quarantines,
             tampering,
             enforcement_gaps,
+            releases,
             policy_reloads,
             containers,
             findings,
@@ -305,6 +321,18 @@ impl Metrics {
 
     pub fn count_enforcement_gap(&self) {
         self.enforcement_gaps.inc();
+    }
+
+    /// A release or an expiry (`kind`) that `released` the container, `failed` (an action could
+    /// not be undone) or stayed `unrecorded` (the store could not write its start).
+    pub fn count_release(&self, kind: lazaret_core::quarantine::UndoKind, outcome: &'static str) {
+        let kind = match kind {
+            lazaret_core::quarantine::UndoKind::Release => "release",
+            lazaret_core::quarantine::UndoKind::Expiry => "expiry",
+        };
+        self.releases
+            .get_or_create(&ReleaseLabels { kind, outcome })
+            .inc();
     }
 
     pub fn count_blast_radius_exceeded(&self) {

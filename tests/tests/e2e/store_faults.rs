@@ -1,11 +1,16 @@
 //! Fault: the agent's state directory fills up, then turns read-only, under a running agent on
-//! the real Docker engine (the directory is a small tmpfs this test mounts; nothing else is
+//! the real Docker engine (the directory is a file system this test mounts; nothing else is
 //! touched). The agent must say so loudly (an ALERT in its log), keep enforcing what it stored
 //! (a quarantine undone behind its back is re-applied, unrecorded), refuse what it cannot record
 //! (a new quarantine, a release) and never release silently (a TTL that runs out while nothing
-//! can be written leaves the quarantine in force). After the disk is freed and the agent
-//! restarted, it records again and the expired quarantine ends. On a read-only directory the
-//! agent refuses to start (exit, the path and the reason) rather than enforce with no record.
+//! can be written leaves the quarantine in force). After the disk is freed (or repaired) and the
+//! agent restarted, it records again. On a read-only directory the agent refuses to start (exit,
+//! the path and the reason) rather than enforce with no record.
+//!
+//! Full: a 16 MiB tmpfs, filled. Read-only under the running agent: an ext4 image on a loop
+//! device mounted `errors=remount-ro`, whose kernel error is raised through ext4's
+//! `trigger_fs_error` (what a failing disk makes the kernel do; a plain `remount,ro` is refused
+//! while the agent holds the store open for writing).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -71,6 +76,89 @@ impl Tmpfs {
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _unmounted = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// An ext4 file system in an image file on a loop device, mounted `errors=remount-ro` at a path
+/// for the test's lifetime (lazily unmounted on drop; the loop device goes with the mount).
+struct Ext4 {
+    image: PathBuf,
+    path: PathBuf,
+}
+
+impl Ext4 {
+    fn mount(image: &Path, path: &Path, size: &str) -> Ext4 {
+        let status = |command: &mut Command| command.status().unwrap().success();
+        assert!(status(
+            Command::new("truncate").args(["-s", size]).arg(image)
+        ));
+        assert!(status(
+            Command::new("mkfs.ext4").args(["-q", "-F"]).arg(image)
+        ));
+        let ext4 = Ext4 {
+            image: image.to_path_buf(),
+            path: path.to_path_buf(),
+        };
+        std::fs::create_dir_all(path).unwrap();
+        ext4.mount_again();
+        ext4
+    }
+
+    fn mount_again(&self) {
+        let mounted = Command::new("mount")
+            // commit=1: what the agent wrote reaches ext4's journal within a second.
+            .args(["-o", "loop,errors=remount-ro,commit=1"])
+            .arg(&self.image)
+            .arg(&self.path)
+            .status()
+            .unwrap();
+        assert!(mounted.success(), "cannot mount {}", self.image.display());
+        std::fs::set_permissions(
+            &self.path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+    }
+
+    /// Raises an ext4 error: the kernel remounts the file system read-only under its writers.
+    fn fail(&self) {
+        let source = Command::new("findmnt")
+            .args(["-no", "SOURCE"])
+            .arg(&self.path)
+            .output()
+            .unwrap();
+        let device = String::from_utf8_lossy(&source.stdout);
+        let device = device.trim().trim_start_matches("/dev/");
+        std::fs::write(
+            format!("/sys/fs/ext4/{device}/trigger_fs_error"),
+            "lazaret store_faults test",
+        )
+        .unwrap();
+    }
+
+    /// Unmounts, repairs with `e2fsck` (what an operator does) and mounts again read-write.
+    fn repair(&self) {
+        assert!(
+            Command::new("umount")
+                .arg(&self.path)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let checked = Command::new("e2fsck")
+            .arg("-fy")
+            .arg(&self.image)
+            .status()
+            .unwrap();
+        // 0: clean, 1: errors corrected.
+        assert!(matches!(checked.code(), Some(0 | 1)), "e2fsck: {checked}");
+        self.mount_again();
+    }
+}
+
+impl Drop for Ext4 {
+    fn drop(&mut self) {
+        let _unmounted = Command::new("umount").arg("-l").arg(&self.path).status();
     }
 }
 
@@ -148,6 +236,11 @@ fn a_full_state_directory_keeps_enforcement_and_releases_nothing_and_a_read_only
     std::thread::sleep(Duration::from_secs(25));
     assert!(paused(&containers, &expiring), "released without a record");
     assert!(paused(&containers, &held));
+    for kind in ["release", "expiry"] {
+        let series = format!(r#"lazaret_releases_total{{kind="{kind}",outcome="unrecorded"}}"#);
+        let text = lazaret_tests::agent_process::scrape_metrics(&fleet.agents[0].metrics).unwrap();
+        assert!(fleet.metric(0, &series).unwrap() >= 1.0, "{series}\n{text}");
+    }
 
     // Freed and restarted: records again; the expired quarantine ends.
     state.free();
@@ -167,6 +260,13 @@ fn a_full_state_directory_keeps_enforcement_and_releases_nothing_and_a_read_only
     // enforce with no record.
     fleet.agents[0].process.kill().unwrap();
     state.remount("ro");
+    refuses_to_start(&mut fleet, &containers, &held);
+    state.remount("rw");
+}
+
+/// Restarts the agent on a read-only state directory: it must exit, naming the reason, and
+/// leave `held` quarantined.
+fn refuses_to_start(fleet: &mut TestFleet, containers: &TestContainers, held: &str) {
     fleet.agents[0].process.restart().unwrap();
     let deadline = std::time::Instant::now() + DEADLINE;
     while fleet.agents[0].process.is_running() {
@@ -176,11 +276,73 @@ fn a_full_state_directory_keeps_enforcement_and_releases_nothing_and_a_read_only
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let log = fleet.agents[0].process.log();
+    let log = fleet.agents[0].process.log_tail();
     assert!(log.contains("Read-only file system"), "{log}");
-    assert!(
-        paused(&containers, &held),
-        "a stopped agent releases nothing"
+    assert!(paused(containers, held), "a stopped agent releases nothing");
+}
+
+/// `lazaretctl quarantine ID` and waits until it is paused.
+fn quarantined(fleet: &TestFleet, containers: &TestContainers, id: &str, reason: &str) {
+    ctl_ok(fleet, &["quarantine", id, "--reason", reason]);
+    wait_paused(fleet, containers, id, reason);
+}
+
+#[test]
+fn a_state_directory_the_kernel_turns_read_only_under_the_agent_keeps_enforcement() {
+    init_tracing();
+    ensure_busybox_image(None).unwrap();
+    let containers = TestContainers::new(None);
+    let mut fleet = TestFleet::new().unwrap();
+    let state = Ext4::mount(
+        &fleet.dir().join("state.ext4"),
+        &fleet.dir().join("node-1").join("state"),
+        "64M",
     );
-    state.remount("rw");
+    fleet
+        .add_agent_with(Placement::loopback(), &[], FAST_RECHECK)
+        .unwrap();
+    let held = owned(&containers, "held", "node-1", "none");
+    let newcomer = owned(&containers, "newcomer", "node-1", "none");
+    for id in [&held, &newcomer] {
+        fleet.wait_listed(0, id).unwrap();
+    }
+    quarantined(&fleet, &containers, &held, "held");
+    // Past ext4's journal commit (commit=1): what was stored is on the disk when it fails.
+    std::thread::sleep(Duration::from_secs(3));
+
+    state.fail();
+    let refused = ctl_refused(&fleet, &["quarantine", &newcomer, "--reason", "read-only"]);
+    assert!(refused.contains("Read-only file system"), "{refused}");
+    assert!(!paused(&containers, &newcomer), "acted without a record");
+    assert!(fleet.agents[0].process.log().contains(ALERT));
+    undone_and_repaired(&fleet, &containers, &held);
+    let refused = ctl_refused(&fleet, &["release", &held, "--reason", "read-only"]);
+    assert!(refused.contains("Read-only file system"), "{refused}");
+    assert!(paused(&containers, &held));
+    fleet.agents[0].process.kill().unwrap();
+    refuses_to_start(&mut fleet, &containers, &held);
+
+    // Repaired (e2fsck) and restarted: the stored quarantine is still there and in force, and
+    // the agent records again.
+    state.repair();
+    fleet.agents[0].process.restart().unwrap();
+    fleet.agents[0]
+        .process
+        .wait_for(
+            "the stored quarantine listed after the repair",
+            DEADLINE,
+            || {
+                fleet
+                    .json(0, &["quarantines"])
+                    .is_ok_and(|listed| listed.to_string().contains(held.as_str()))
+            },
+        )
+        .unwrap();
+    assert!(paused(&containers, &held));
+    quarantined(&fleet, &containers, &newcomer, "repaired");
+    ctl_ok(&fleet, &["release", &held, "--reason", "repaired"]);
+    fleet.agents[0]
+        .process
+        .wait_for("held released", DEADLINE, || !paused(&containers, &held))
+        .unwrap();
 }

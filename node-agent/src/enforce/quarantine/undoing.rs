@@ -107,13 +107,18 @@ impl QuarantineManager {
         record: &QuarantineRecord,
         pending: PendingRelease,
     ) -> QuarantineResult<QuarantineRecord> {
-        let event = pending.kind.event();
-        let (actor, action) = (pending.actor.clone(), pending.kind.audit_action());
+        let kind = pending.kind;
+        let event = kind.event();
+        let (actor, action) = (pending.actor.clone(), kind.audit_action());
         let undoing = record.undoing(pending);
         // Refused (a TTL not yet run out, a final state) before anything is stored or undone.
         core_quarantine::apply(&undoing, event, self.clock.now_unix_ms())?;
-        self.put(&undoing).await?;
+        if let Err(error) = self.put(&undoing).await {
+            self.metrics.count_release(kind, "unrecorded");
+            return Err(error);
+        }
         if let Err(error) = self.undo(record).await {
+            self.metrics.count_release(kind, "failed");
             let kept = record.kept();
             self.put(&kept).await?;
             self.audit_record(&kept, &actor, action, format!("failed: {error}"))
@@ -125,6 +130,7 @@ impl QuarantineManager {
         }
         let ended = core_quarantine::apply(&undoing, event, self.clock.now_unix_ms())?;
         self.put(&ended).await?;
+        self.metrics.count_release(kind, "released");
         Ok(ended)
     }
 

@@ -112,6 +112,11 @@ impl Harness {
         )
     }
 
+    /// The `lazaret_releases_total` samples of this harness's manager, without the metric name.
+    fn releases_counted(&self) -> Vec<String> {
+        releases_counted_by(&self.manager)
+    }
+
     /// Every audit record as `action outcome`, after checking the chain verifies.
     fn audit(&self) -> Vec<String> {
         self.store.audit_lines()
@@ -140,3 +145,14 @@ mod lifecycle;
 mod recheck;
 mod release;
 mod routing;
+
+/// The `lazaret_releases_total` samples `manager` counted, without the metric name.
+fn releases_counted_by(manager: &QuarantineManager) -> Vec<String> {
+    manager
+        .metrics
+        .encode()
+        .lines()
+        .filter_map(|line| line.strip_prefix("lazaret_releases_total{"))
+        .map(str::to_string)
+        .collect()
+}

@@ -86,6 +86,10 @@ async fn a_release_that_cannot_restore_the_network_keeps_the_quarantine() {
     );
     assert_eq!(harness.stored("web").state, QuarantineState::Applied);
     assert_eq!(harness.current("web").state, ContainerState::Paused);
+    assert_eq!(
+        harness.releases_counted(),
+        [r#"kind="release",outcome="failed"} 1"#]
+    );
 }
 
 #[tokio::test]
@@ -217,6 +221,10 @@ async fn an_expiry_a_crash_interrupted_is_finished_as_an_expiry() {
     assert!(harness.store.exemptions().unwrap().records.is_empty());
     let audit = harness.audit();
     assert_eq!(audit.last().unwrap(), "expire released: ttl ran out");
+    assert_eq!(
+        releases_counted_by(&restarted),
+        [r#"kind="expiry",outcome="released"} 1"#]
+    );
     assert!(
         !audit.iter().any(|line| line.starts_with("tamper")),
         "{audit:?}"
