@@ -122,6 +122,13 @@ pub async fn containers(
         }))
         .await?
         .into_inner();
+    if !listed.unlisted_runtimes.is_empty() {
+        eprintln!(
+            "warning: the agent has not listed its {} containers yet (it started moments ago, or \
+             cannot reach that runtime): they are missing here",
+            listed.unlisted_runtimes.join(", ")
+        );
+    }
     print!("{}", render_containers(output, &listed.containers));
     Ok(())
 }

@@ -17,7 +17,8 @@ use crate::bundle;
 /// down).
 ///
 /// Exit codes: 0 done; 1 refused or failed (the message says why); 2 a malformed command line;
-/// 3 the agent could not be reached, or the TLS handshake failed.
+/// 3 the agent could not be reached, the TLS handshake failed, or the answer is not known yet
+/// (an agent that started moments ago has not listed its containers): try again.
 #[derive(Debug, Parser)]
 #[command(name = "lazaretctl", version)]
 pub(crate) struct Cli {

@@ -110,18 +110,25 @@ impl FleetApi {
                 client.list_containers(request).await
             })
             .await;
-        let containers = answered
-            .into_iter()
-            .flat_map(|(agent, response)| {
-                response
-                    .containers
-                    .into_iter()
-                    .map(move |view| NodeContainer {
-                        node: agent.name.clone(),
-                        view: Some(view),
-                    })
-            })
-            .collect();
+        let (mut unreachable, mut containers) = (unreachable, Vec::new());
+        for (agent, response) in answered {
+            if !response.unlisted_runtimes.is_empty() {
+                // It answered, but without some of its containers: said like a silent agent.
+                unreachable.push(Unreachable {
+                    node: agent.name.clone(),
+                    error: format!(
+                        "{}: its {} containers are not listed yet (the agent started moments \
+                         ago, or cannot reach that runtime); try again in a few seconds",
+                        Code::Unavailable,
+                        response.unlisted_runtimes.join(", ")
+                    ),
+                });
+            }
+            containers.extend(response.containers.into_iter().map(|view| NodeContainer {
+                node: agent.name.clone(),
+                view: Some(view),
+            }));
+        }
         (containers, unreachable)
     }
 
@@ -151,12 +158,7 @@ impl FleetApi {
         let (all, unreachable) = self.containers(caller, &target.node, false).await;
         match targets::pick(all, &target) {
             Err(status) if status.code() == Code::NotFound && !unreachable.is_empty() => {
-                let silent: Vec<String> = unreachable.iter().map(|u| u.node.clone()).collect();
-                Err(Status::not_found(format!(
-                    "{}; these agents did not answer: {}",
-                    status.message(),
-                    silent.join(", ")
-                )))
+                Err(targets::not_found_yet(&status, &unreachable))
             }
             picked => Ok((picked?, unreachable)),
         }

@@ -341,11 +341,10 @@ async fn start_parts(
         }
         None => None,
     };
-    let docker_watched = runtimes
-        .iter()
-        .any(|runtime| runtime.kind() == lazaret_core::RuntimeKind::Docker);
+    let watched: Vec<lazaret_core::RuntimeKind> =
+        runtimes.iter().map(|runtime| runtime.kind()).collect();
     let (inventory, inventory_task) =
-        inventory::spawn_owning(metrics.clone(), ownership, docker_watched, shutdown.clone());
+        inventory::spawn_owning(metrics.clone(), ownership, &watched, shutdown.clone());
     tasks.spawn(async move {
         drop(inventory_task.await);
     });

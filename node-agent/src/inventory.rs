@@ -12,7 +12,7 @@
 //! unlabelled twin of a container another agent owns); they are used only when Docker is not
 //! watched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -43,9 +43,24 @@ pub struct InventorySnapshot {
     pub containers: BTreeMap<ContainerId, Arc<InventoryEntry>>,
     /// Bumped on every change, so readers can tell views apart.
     pub version: u64,
+    /// The watched runtimes whose containers have not been listed yet since the agent started:
+    /// until they are, the inventory lacks them (a container not found may well exist).
+    pub unlisted: BTreeSet<RuntimeKind>,
 }
 
 impl InventorySnapshot {
+    /// The runtimes not listed yet, as text (`docker, containerd`); `None` once every watched
+    /// runtime was listed.
+    pub fn incomplete(&self) -> Option<String> {
+        (!self.unlisted.is_empty()).then(|| {
+            self.unlisted
+                .iter()
+                .map(|runtime| runtime.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    }
+
     pub fn get(&self, id: &ContainerId) -> Option<&Arc<InventoryEntry>> {
         self.containers.get(id)
     }
@@ -95,15 +110,18 @@ struct Inventory {
     ownership: Option<Ownership>,
     /// Docker is watched: containerd's `moby` reports are ignored.
     docker_watched: bool,
+    /// Watched runtimes not listed yet ([`InventorySnapshot::unlisted`]).
+    unlisted: BTreeSet<RuntimeKind>,
 }
 
 impl Inventory {
-    fn new(ownership: Option<Ownership>, docker_watched: bool) -> Self {
+    fn new(ownership: Option<Ownership>, watched: &[RuntimeKind]) -> Self {
         Inventory {
             containers: BTreeMap::new(),
             version: 0,
             ownership,
-            docker_watched,
+            docker_watched: watched.contains(&RuntimeKind::Docker),
+            unlisted: watched.iter().copied().collect(),
         }
     }
 }
@@ -161,6 +179,7 @@ impl Inventory {
                 runtime,
                 containers,
             } => {
+                self.unlisted.remove(&runtime);
                 self.containers
                     .retain(|_, entry| entry.info.runtime != runtime);
                 for info in containers {
@@ -175,6 +194,7 @@ impl Inventory {
         Arc::new(InventorySnapshot {
             containers: self.containers.clone(),
             version: self.version,
+            unlisted: self.unlisted.clone(),
         })
     }
 }
@@ -182,10 +202,8 @@ impl Inventory {
 /// A one-off inventory from complete lists (what `scan` sees), merged by the same rules as the
 /// live one: one entry per container, Docker's view winning over containerd's.
 pub fn merge_lists(lists: Vec<(RuntimeKind, Vec<ContainerInfo>)>) -> InventorySnapshot {
-    let docker_watched = lists
-        .iter()
-        .any(|(runtime, _)| *runtime == RuntimeKind::Docker);
-    let mut inventory = Inventory::new(None, docker_watched);
+    let watched: Vec<RuntimeKind> = lists.iter().map(|(runtime, _)| *runtime).collect();
+    let mut inventory = Inventory::new(None, &watched);
     for (runtime, containers) in lists {
         inventory.apply(InventoryUpdate::Resync {
             runtime,
@@ -195,6 +213,7 @@ pub fn merge_lists(lists: Vec<(RuntimeKind, Vec<ContainerInfo>)>) -> InventorySn
     InventorySnapshot {
         containers: inventory.containers,
         version: inventory.version,
+        unlisted: inventory.unlisted,
     }
 }
 
@@ -222,25 +241,26 @@ impl Ownership {
 /// Starts the task that owns the inventory, holding every container. It ends when `shutdown`
 /// fires or every sender is dropped.
 pub fn spawn(metrics: Metrics, shutdown: CancellationToken) -> (InventoryHandle, JoinHandle<()>) {
-    spawn_owning(metrics, None, false, shutdown)
+    spawn_owning(metrics, None, &[], shutdown)
 }
 
-/// Like [`spawn`], holding only the containers `ownership` gives this agent; `docker_watched`:
-/// Docker is among the runtimes (containerd's `moby` reports are then ignored).
+/// Like [`spawn`], holding only the containers `ownership` gives this agent, from the `watched`
+/// runtimes (unlisted until each sends its first complete list; with Docker among them,
+/// containerd's `moby` reports are ignored).
 pub fn spawn_owning(
     metrics: Metrics,
     ownership: Option<Ownership>,
-    docker_watched: bool,
+    watched: &[RuntimeKind],
     shutdown: CancellationToken,
 ) -> (InventoryHandle, JoinHandle<()>) {
     let (update_sender, mut update_receiver) = mpsc::channel(UPDATE_QUEUE);
-    let (snapshot_sender, snapshot_receiver) =
-        watch::channel(Arc::new(InventorySnapshot::default()));
+    let inventory = Inventory::new(ownership, watched);
+    let (snapshot_sender, snapshot_receiver) = watch::channel(inventory.snapshot());
     // The inventory gauges are computed from the newest snapshot when metrics are read, never
     // per update (that is O(containers × checks) and would sit on the enforcement fast path).
     metrics.follow_inventory(snapshot_receiver.clone());
     let task = tokio::spawn(async move {
-        let mut inventory = Inventory::new(ownership, docker_watched);
+        let mut inventory = inventory;
         loop {
             let update = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -293,7 +313,7 @@ mod tests {
                     node: "node-2".into(),
                     claim_unlabelled,
                 }),
-                true,
+                &[RuntimeKind::Docker, RuntimeKind::Containerd],
             );
             inventory.apply(InventoryUpdate::Resync {
                 runtime: RuntimeKind::Docker,
@@ -324,7 +344,7 @@ mod tests {
 
     #[test]
     fn resync_replaces_only_that_runtimes_containers() {
-        let mut inventory = Inventory::new(None, false);
+        let mut inventory = Inventory::new(None, &[]);
         inventory.apply(InventoryUpdate::Upsert(Box::new(container(
             "a",
             RuntimeKind::Docker,
@@ -355,7 +375,7 @@ mod tests {
 
     #[test]
     fn a_docker_container_seen_in_containerd_is_one_entry_and_docker_wins() {
-        let mut inventory = Inventory::new(None, false);
+        let mut inventory = Inventory::new(None, &[]);
         let mut through_containerd = container("same", RuntimeKind::Containerd);
         through_containerd.namespace = "moby".into();
         inventory.apply(InventoryUpdate::Upsert(Box::new(
@@ -407,7 +427,7 @@ mod tests {
                     node: node.into(),
                     claim_unlabelled,
                 }),
-                true,
+                &[RuntimeKind::Docker, RuntimeKind::Containerd],
             );
             // containerd may report first, before Docker's resync arrives.
             inventory.apply(InventoryUpdate::Upsert(Box::new(
@@ -430,7 +450,7 @@ mod tests {
 
     #[test]
     fn entries_carry_findings_for_every_check() {
-        let mut inventory = Inventory::new(None, false);
+        let mut inventory = Inventory::new(None, &[]);
         inventory.apply(InventoryUpdate::Upsert(Box::new(container(
             "a",
             RuntimeKind::Docker,
@@ -442,5 +462,33 @@ mod tests {
             id: ContainerId::new("a"),
         });
         assert!(inventory.snapshot().is_empty());
+    }
+
+    #[test]
+    fn the_inventory_is_incomplete_until_every_watched_runtime_was_listed() {
+        let mut inventory = Inventory::new(None, &[RuntimeKind::Docker, RuntimeKind::Containerd]);
+        assert_eq!(
+            inventory.snapshot().incomplete().as_deref(),
+            Some("docker, containerd")
+        );
+        // Events before the first list do not make it complete.
+        inventory.apply(InventoryUpdate::Upsert(Box::new(container(
+            "a",
+            RuntimeKind::Docker,
+        ))));
+        inventory.apply(InventoryUpdate::Resync {
+            runtime: RuntimeKind::Docker,
+            containers: Vec::new(),
+        });
+        assert_eq!(
+            inventory.snapshot().incomplete().as_deref(),
+            Some("containerd")
+        );
+        inventory.apply(InventoryUpdate::Resync {
+            runtime: RuntimeKind::Containerd,
+            containers: Vec::new(),
+        });
+        assert_eq!(inventory.snapshot().incomplete(), None);
+        assert_eq!(Inventory::new(None, &[]).snapshot().incomplete(), None);
     }
 }

@@ -416,6 +416,7 @@ mod tests {
         let snapshot = InventorySnapshot {
             containers: BTreeMap::from([(ContainerId::new("a"), Arc::new(entry))]),
             version: 1,
+            ..InventorySnapshot::default()
         };
         metrics.record_inventory(&snapshot);
         metrics.count_reconnect("docker");

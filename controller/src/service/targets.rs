@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use lazaret_proto::v1::{CheckResult, ContainerFilter, FleetTarget, NodeContainer, Severity};
+use lazaret_proto::v1::{
+    CheckResult, ContainerFilter, FleetTarget, NodeContainer, Severity, Unreachable,
+};
 use tonic::Status;
 
 /// A parsed label selector: `key=value` pairs, all of which must match.
@@ -167,11 +169,54 @@ pub fn pick(all: Vec<NodeContainer>, target: &FleetTarget) -> Result<Vec<NodeCon
     }
 }
 
+/// A target `pick` did not find (`not_found`) while some agents did not answer, or answered
+/// without all their containers: `UNAVAILABLE` (it may be on one of them: asking again later can
+/// find it), naming them and why.
+pub fn not_found_yet(not_found: &Status, unreachable: &[Unreachable]) -> Status {
+    let silent: Vec<String> = unreachable
+        .iter()
+        .map(|agent| format!("{} ({})", agent.node, agent.error))
+        .collect();
+    Status::unavailable(format!(
+        "{}; not searched in full: {}",
+        not_found.message(),
+        silent.join(", ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use lazaret_proto::v1::{Container, ContainerView, Finding, QuarantineRecord};
 
     use super::*;
+
+    #[test]
+    fn a_target_not_found_while_agents_are_missing_is_unavailable_and_names_them() {
+        let not_found = pick(
+            fleet(),
+            &FleetTarget {
+                target: "nope".into(),
+                ..FleetTarget::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(not_found.code(), tonic::Code::NotFound);
+        let status = not_found_yet(
+            &not_found,
+            &[Unreachable {
+                node: "node-3".into(),
+                error: "Service was not ready: its docker containers are not listed yet".into(),
+            }],
+        );
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(
+            status
+                .message()
+                .contains("node-3 (Service was not ready: its docker"),
+            "{status:?}"
+        );
+        assert!(status.message().contains("\"nope\""), "{status:?}");
+    }
 
     fn container(node: &str, id: &str, name: &str, labels: &[(&str, &str)]) -> NodeContainer {
         NodeContainer {

@@ -31,7 +31,7 @@ use crate::bundles::BundleBook;
 use crate::enforce::engine::EnforcerHandle;
 use crate::enforce::quarantine::{QuarantineError, mode_name};
 use crate::gossip::Gossip;
-use crate::inventory::{InventoryEntry, InventoryHandle};
+use crate::inventory::{InventoryEntry, InventoryHandle, InventorySnapshot};
 use crate::runtime::RuntimeError;
 use crate::store::{Store, StoreError};
 
@@ -135,10 +135,7 @@ impl AgentApi {
         }
         match candidates.len() {
             1 => Ok(candidates.remove(0)),
-            0 => Err(Status::not_found(format!(
-                "no container on node {} matches {target:?}: `lazaretctl containers` lists them",
-                self.node
-            ))),
+            0 => Err(no_match(&self.node, target, &snapshot)),
             _ => Err(Status::invalid_argument(format!(
                 "{target:?} matches {} containers ({}): give more of the id",
                 candidates.len(),
@@ -241,7 +238,14 @@ impl AgentService for AgentApi {
                 wanted.then(|| self.view(entry, record))
             })
             .collect();
-        Ok(Response::new(v1::ListContainersResponse { containers }))
+        Ok(Response::new(v1::ListContainersResponse {
+            containers,
+            unlisted_runtimes: snapshot
+                .unlisted
+                .iter()
+                .map(|runtime| runtime.as_str().to_string())
+                .collect(),
+        }))
     }
 
     async fn get_container(
@@ -595,5 +599,42 @@ impl AgentService for AgentApi {
         request: Request<v1::BundleStatusRequest>,
     ) -> Result<Response<v1::BundleStatusResponse>, Status> {
         self.serve_bundle_status(request).await
+    }
+}
+
+/// The answer when no container matches `target`: `NOT_FOUND`, or `UNAVAILABLE` while the
+/// inventory still lacks a runtime's containers (the agent started moments ago, or lost the
+/// runtime): asked again in a few seconds, it may well be found.
+fn no_match(node: &str, target: &str, snapshot: &InventorySnapshot) -> Status {
+    match snapshot.incomplete() {
+        Some(unlisted) => Status::unavailable(format!(
+            "no container on node {node} matches {target:?} yet: its {unlisted} containers are \
+             not listed yet (the agent started moments ago, or cannot reach that runtime); try \
+             again in a few seconds"
+        )),
+        None => Status::not_found(format!(
+            "no container on node {node} matches {target:?}: `lazaretctl containers` lists them"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_container_not_found_before_every_runtime_was_listed_is_unavailable() {
+        let mut snapshot = InventorySnapshot::default();
+        let status = no_match("node-1", "web", &snapshot);
+        assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+        snapshot.unlisted.insert(lazaret_core::RuntimeKind::Docker);
+        let status = no_match("node-1", "web", &snapshot);
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(
+            status
+                .message()
+                .contains("docker containers are not listed yet"),
+            "{status:?}"
+        );
     }
 }

@@ -537,3 +537,55 @@ fn a_policy_report_shows_what_an_audit_mode_policy_would_have_done_across_the_fl
         "{table}"
     );
 }
+
+#[test]
+fn a_container_asked_for_before_an_agent_listed_its_runtime_is_unavailable_not_missing() {
+    init_tracing();
+    let mut fleet = TestFleet::new().unwrap();
+    // Its Docker never answers (no socket there): its containers are never listed.
+    let no_docker = fleet.dir().join("no-docker.sock");
+    fleet
+        .add_agent_with(
+            Placement::loopback(),
+            &[],
+            &format!("[docker]\nsocket = \"{}\"\n", no_docker.display()),
+        )
+        .unwrap();
+    let seed = fleet.agents[0].gossip.clone();
+    fleet.add_controller(std::slice::from_ref(&seed)).unwrap();
+    let refused = |output: std::process::Output| {
+        // 3: not known yet, try again (1 would be "no such container").
+        assert_eq!(output.status.code(), Some(3), "{output:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+
+    let direct = fleet
+        .run_ctl(0, &["quarantine", "nope", "--reason", "r"])
+        .unwrap();
+    let stderr = refused(direct);
+    assert!(
+        stderr.contains("docker containers are not listed yet"),
+        "{stderr}"
+    );
+    let listed = fleet.run_ctl(0, &["containers"]).unwrap();
+    assert!(listed.status.success(), "{listed:?}");
+    let stderr = String::from_utf8_lossy(&listed.stderr);
+    assert!(
+        stderr.contains("has not listed its docker containers yet"),
+        "{stderr}"
+    );
+
+    wait_until("the controller sees node-1", CONVERGE, || {
+        agents_view(&fleet)
+            .iter()
+            .any(|node| node["status"] == "live")
+    });
+    let through = fleet
+        .run_fleet(&["quarantine", "nope", "--reason", "r"])
+        .unwrap();
+    let stderr = refused(through);
+    assert!(
+        stderr.contains("not searched in full: node-1") && stderr.contains("not listed yet"),
+        "{stderr}"
+    );
+}

@@ -109,6 +109,7 @@ impl Harness {
         let snapshot = InventorySnapshot {
             containers,
             version: self.version,
+            ..InventorySnapshot::default()
         };
         self.enforcer.observe(&snapshot).await;
     }
