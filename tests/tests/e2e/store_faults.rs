@@ -225,13 +225,7 @@ fn a_full_state_directory_keeps_enforcement_and_releases_nothing_and_a_read_only
 
     // Full.
     state.fill();
-    let refused = ctl_refused(&fleet, &["quarantine", &newcomer, "--reason", "disk full"]);
-    assert!(refused.contains("No space left"), "{refused}");
-    assert!(!paused(&containers, &newcomer), "acted without a record");
-    assert!(fleet.agents[0].process.log().contains(ALERT));
-    undone_and_repaired(&fleet, &containers, &held);
-    let refused = ctl_refused(&fleet, &["release", &held, "--reason", "disk full"]);
-    assert!(refused.contains("No space left"), "{refused}");
+    cannot_record(&fleet, &containers, &newcomer, &held, "No space left");
     // The TTL runs out while nothing can be written: the quarantine stays.
     std::thread::sleep(Duration::from_secs(25));
     assert!(paused(&containers, &expiring), "released without a record");
@@ -262,6 +256,25 @@ fn a_full_state_directory_keeps_enforcement_and_releases_nothing_and_a_read_only
     state.remount("ro");
     refuses_to_start(&mut fleet, &containers, &held);
     state.remount("rw");
+}
+
+/// While the store cannot write (`error` says why): a quarantine of `newcomer` and a release of
+/// `held` are refused with the reason, the agent logs the ALERT, and `held`, unpaused behind its
+/// back, is paused again.
+fn cannot_record(
+    fleet: &TestFleet,
+    containers: &TestContainers,
+    newcomer: &str,
+    held: &str,
+    error: &str,
+) {
+    let refused = ctl_refused(fleet, &["quarantine", newcomer, "--reason", "no store"]);
+    assert!(refused.contains(error), "{refused}");
+    assert!(!paused(containers, newcomer), "acted without a record");
+    assert!(fleet.agents[0].process.log().contains(ALERT));
+    undone_and_repaired(fleet, containers, held);
+    let refused = ctl_refused(fleet, &["release", held, "--reason", "no store"]);
+    assert!(refused.contains(error), "{refused}");
 }
 
 /// Restarts the agent on a read-only state directory: it must exit, naming the reason, and
@@ -311,13 +324,13 @@ fn a_state_directory_the_kernel_turns_read_only_under_the_agent_keeps_enforcemen
     std::thread::sleep(Duration::from_secs(3));
 
     state.fail();
-    let refused = ctl_refused(&fleet, &["quarantine", &newcomer, "--reason", "read-only"]);
-    assert!(refused.contains("Read-only file system"), "{refused}");
-    assert!(!paused(&containers, &newcomer), "acted without a record");
-    assert!(fleet.agents[0].process.log().contains(ALERT));
-    undone_and_repaired(&fleet, &containers, &held);
-    let refused = ctl_refused(&fleet, &["release", &held, "--reason", "read-only"]);
-    assert!(refused.contains("Read-only file system"), "{refused}");
+    cannot_record(
+        &fleet,
+        &containers,
+        &newcomer,
+        &held,
+        "Read-only file system",
+    );
     assert!(paused(&containers, &held));
     fleet.agents[0].process.kill().unwrap();
     refuses_to_start(&mut fleet, &containers, &held);
