@@ -124,8 +124,8 @@ pub async fn containers(
         .into_inner();
     if !listed.unlisted_runtimes.is_empty() {
         eprintln!(
-            "warning: the agent has not listed its {} containers yet (it started moments ago, or \
-             cannot reach that runtime): they are missing here",
+            "warning: the agent has not listed its {} containers yet (it started moments ago): \
+             they are missing here",
             listed.unlisted_runtimes.join(", ")
         );
     }

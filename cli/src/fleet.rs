@@ -1,7 +1,8 @@
 //! The commands that go through the controller (`--controller ADDR`, or `LAZARET_CONTROLLER`):
-//! each maps to one RPC of `lazaret.v1.FleetService`. Fleet-wide answers name every agent that
-//! did not answer (a `warning:` line on stderr; `unreachable` in JSON): nothing is skipped
-//! silently.
+//! each maps to one RPC of `lazaret.v1.FleetService`. Fleet-wide answers name every agent left
+//! out: one that did not answer, or answered without a runtime's containers because it has not
+//! listed them yet (a `warning: … left out:` line on stderr; `unreachable` in JSON): nothing is
+//! skipped silently.
 //!
 //! JSON: nodes are `{name, status, role, grpc, detections, version, generation, bundles,
 //! audit_only, containers, quarantined, audit_sequence, audit_problem, problem}` (`bundles`: kind
@@ -20,7 +21,7 @@ use crate::client::{Failure, Target, connect_controller, request};
 
 pub(crate) fn warn_unreachable(unreachable: &[v1::Unreachable]) {
     for agent in unreachable {
-        eprintln!("warning: {} did not answer: {}", agent.node, agent.error);
+        eprintln!("warning: {} left out: {}", agent.node, agent.error);
     }
 }
 
@@ -315,7 +316,7 @@ pub async fn quarantines(
 }
 
 /// What `quarantine` and `release` print through the controller. Exit 1 when any agent refused
-/// or did not answer.
+/// or was left out.
 pub fn render_outcomes(output: Output, response: &v1::FleetActionResponse) -> String {
     match output {
         Output::Json => json_text(&json!({
@@ -360,7 +361,7 @@ fn finish(output: Output, response: &v1::FleetActionResponse) -> Result<(), Fail
         0 => Ok(()),
         failed => Err(Failure {
             message: format!(
-                "{refused} refused, {} agents did not answer (see above)",
+                "{refused} refused, {} agents left out (see above)",
                 failed - refused
             ),
             code: crate::client::EXIT_REFUSED,

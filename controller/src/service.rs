@@ -117,8 +117,8 @@ impl FleetApi {
                 unreachable.push(Unreachable {
                     node: agent.name.clone(),
                     error: format!(
-                        "{}: its {} containers are not listed yet (the agent started moments \
-                         ago, or cannot reach that runtime); try again in a few seconds",
+                        "{}: answered without its {} containers, not listed yet (the agent \
+                         started moments ago); try again in a few seconds",
                         Code::Unavailable,
                         response.unlisted_runtimes.join(", ")
                     ),

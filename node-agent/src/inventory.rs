@@ -43,8 +43,10 @@ pub struct InventorySnapshot {
     pub containers: BTreeMap<ContainerId, Arc<InventoryEntry>>,
     /// Bumped on every change, so readers can tell views apart.
     pub version: u64,
-    /// The watched runtimes whose containers have not been listed yet since the agent started:
-    /// until they are, the inventory lacks them (a container not found may well exist).
+    /// The watched runtimes whose containers have not been listed yet since the agent started,
+    /// and whose first connection is still being tried: until it ends, the inventory lacks
+    /// their containers (a container not found may well exist). A runtime that cannot be
+    /// reached leaves this set at its first failed attempt.
     pub unlisted: BTreeSet<RuntimeKind>,
 }
 
@@ -87,6 +89,11 @@ pub enum InventoryUpdate {
     Resync {
         runtime: RuntimeKind,
         containers: Vec<ContainerInfo>,
+    },
+    /// A connection to `runtime` failed: if it was never listed, the inventory stops waiting
+    /// for it (a container not found is then not found, rather than "not listed yet" forever).
+    Unreachable {
+        runtime: RuntimeKind,
     },
 }
 
@@ -173,6 +180,11 @@ impl Inventory {
                     .is_some_and(|entry| entry.info.runtime == runtime)
                 {
                     self.containers.remove(&id);
+                }
+            }
+            InventoryUpdate::Unreachable { runtime } => {
+                if !self.unlisted.remove(&runtime) {
+                    return;
                 }
             }
             InventoryUpdate::Resync {
@@ -490,5 +502,11 @@ mod tests {
         });
         assert_eq!(inventory.snapshot().incomplete(), None);
         assert_eq!(Inventory::new(None, &[]).snapshot().incomplete(), None);
+        // A runtime whose first connection failed is not waited for.
+        let mut inventory = Inventory::new(None, &[RuntimeKind::Docker]);
+        inventory.apply(InventoryUpdate::Unreachable {
+            runtime: RuntimeKind::Docker,
+        });
+        assert_eq!(inventory.snapshot().incomplete(), None);
     }
 }

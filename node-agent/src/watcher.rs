@@ -123,6 +123,12 @@ impl Watcher {
             match self.session(sessions, &shutdown).await {
                 SessionEnd::Shutdown => break,
                 SessionEnd::Lost(error) => {
+                    let unreachable = InventoryUpdate::Unreachable {
+                        runtime: self.runtime.kind(),
+                    };
+                    if self.updates.send(unreachable).await.is_err() {
+                        break;
+                    }
                     self.metrics.set_runtime_connected(runtime_name, false);
                     self.status.send_modify(|status| {
                         status.connected = false;

@@ -609,8 +609,7 @@ fn no_match(node: &str, target: &str, snapshot: &InventorySnapshot) -> Status {
     match snapshot.incomplete() {
         Some(unlisted) => Status::unavailable(format!(
             "no container on node {node} matches {target:?} yet: its {unlisted} containers are \
-             not listed yet (the agent started moments ago, or cannot reach that runtime); try \
-             again in a few seconds"
+             not listed yet (the agent started moments ago); try again in a few seconds"
         )),
         None => Status::not_found(format!(
             "no container on node {node} matches {target:?}: `lazaretctl containers` lists them"

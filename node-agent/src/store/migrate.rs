@@ -56,6 +56,15 @@ pub(super) fn migrate(
     current: u32,
 ) -> StoreResult<Option<u32>> {
     let Some(text) = stored_version(store)? else {
+        if !is_empty(store) {
+            // Data without a version: not written by any agent (each writes the version at its
+            // first open). Never guessed at.
+            return Err(StoreError::UnsupportedSchema {
+                path: store.path.clone(),
+                found: "none (the directory holds data but no schema version)".into(),
+                supported: current,
+            });
+        }
         write_version(store, current)?;
         return Ok(None);
     };
@@ -90,6 +99,32 @@ pub(super) fn migrate(
     Ok(Some(found))
 }
 
+/// Whether `store` holds nothing at all (a new directory).
+fn is_empty(store: &Store) -> bool {
+    [
+        &store.quarantine,
+        &store.exemptions,
+        &store.audit,
+        &store.bundles,
+        &store.meta,
+        &store.evidence,
+    ]
+    .iter()
+    .all(|tree| tree.is_empty())
+}
+
+/// Whether `steps` go 1 → 2, 2 → 3, … with none missing or repeated.
+pub const fn contiguous(steps: &[Migration]) -> bool {
+    let mut index = 0;
+    while index < steps.len() {
+        if steps[index].from as usize != index + 1 {
+            return false;
+        }
+        index += 1;
+    }
+    true
+}
+
 /// The schema this build migrates to: one past the last step, 1 when there is none.
 pub const fn latest(steps: &[Migration]) -> u32 {
     match steps.last() {
@@ -98,7 +133,7 @@ pub const fn latest(steps: &[Migration]) -> u32 {
     }
 }
 
-const _: () = assert!(latest(MIGRATIONS) == SCHEMA_VERSION);
+const _: () = assert!(contiguous(MIGRATIONS) && latest(MIGRATIONS) == SCHEMA_VERSION);
 
 #[cfg(test)]
 mod tests {
@@ -206,9 +241,27 @@ mod tests {
     }
 
     #[test]
-    fn the_current_schema_is_one_past_the_last_step() {
+    fn the_current_schema_is_one_past_the_last_of_contiguous_steps() {
         assert_eq!(latest(&[]), 1);
         assert_eq!(latest(STEPS), 3);
         assert_eq!(latest(MIGRATIONS), SCHEMA_VERSION);
+        assert!(contiguous(STEPS) && contiguous(MIGRATIONS) && contiguous(&[]));
+        assert!(!contiguous(&STEPS[1..]));
+    }
+
+    #[test]
+    fn data_without_a_schema_version_is_refused_not_stamped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::Process).unwrap();
+        store.put_quarantine(&record(1)).unwrap();
+        store.meta.remove(META_SCHEMA).unwrap();
+        let error = migrate(&store, STEPS, 3).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("holds data but no schema version"),
+            "{error}"
+        );
+        assert_eq!(stored_version(&store).unwrap(), None);
     }
 }

@@ -542,27 +542,42 @@ fn a_policy_report_shows_what_an_audit_mode_policy_would_have_done_across_the_fl
 fn a_container_asked_for_before_an_agent_listed_its_runtime_is_unavailable_not_missing() {
     init_tracing();
     let mut fleet = TestFleet::new().unwrap();
-    // Its Docker never answers (no socket there): its containers are never listed.
-    let no_docker = fleet.dir().join("no-docker.sock");
+    // A Docker socket that takes connections and never answers: the agent's first connection
+    // hangs for the Docker client's 30 s timeout, its containers not listed meanwhile.
+    let silent = fleet.dir().join("silent-docker.sock");
+    let _silent = std::os::unix::net::UnixListener::bind(&silent).unwrap();
     fleet
         .add_agent_with(
             Placement::loopback(),
             &[],
-            &format!("[docker]\nsocket = \"{}\"\n", no_docker.display()),
+            &format!("[docker]\nsocket = \"{}\"\n", silent.display()),
         )
         .unwrap();
     let seed = fleet.agents[0].gossip.clone();
     fleet.add_controller(std::slice::from_ref(&seed)).unwrap();
-    let refused = |output: std::process::Output| {
-        // 3: not known yet, try again (1 would be "no such container").
-        assert_eq!(output.status.code(), Some(3), "{output:?}");
+    let answered = |output: std::process::Output, code: i32| {
+        assert_eq!(output.status.code(), Some(code), "{output:?}");
         String::from_utf8_lossy(&output.stderr).into_owned()
     };
 
+    // Through the controller and straight to the agent: not known yet (exit 3: try again).
+    wait_until("the controller sees node-1", CONVERGE, || {
+        agents_view(&fleet)
+            .iter()
+            .any(|node| node["status"] == "live")
+    });
+    let through = fleet
+        .run_fleet(&["quarantine", "nope", "--reason", "r"])
+        .unwrap();
+    let stderr = answered(through, 3);
+    assert!(
+        stderr.contains("not searched in full: node-1") && stderr.contains("not listed yet"),
+        "{stderr}"
+    );
     let direct = fleet
         .run_ctl(0, &["quarantine", "nope", "--reason", "r"])
         .unwrap();
-    let stderr = refused(direct);
+    let stderr = answered(direct, 3);
     assert!(
         stderr.contains("docker containers are not listed yet"),
         "{stderr}"
@@ -575,17 +590,24 @@ fn a_container_asked_for_before_an_agent_listed_its_runtime_is_unavailable_not_m
         "{stderr}"
     );
 
-    wait_until("the controller sees node-1", CONVERGE, || {
-        agents_view(&fleet)
-            .iter()
-            .any(|node| node["status"] == "live")
-    });
-    let through = fleet
-        .run_fleet(&["quarantine", "nope", "--reason", "r"])
+    // Once the first connection has failed, the agent no longer waits for that runtime: not
+    // found is not found (exit 1), never "try again" forever.
+    fleet.agents[0]
+        .process
+        .wait_for(
+            "the first Docker connection failed",
+            Duration::from_secs(90),
+            || {
+                fleet.agents[0]
+                    .process
+                    .log()
+                    .contains("runtime connection lost")
+            },
+        )
         .unwrap();
-    let stderr = refused(through);
-    assert!(
-        stderr.contains("not searched in full: node-1") && stderr.contains("not listed yet"),
-        "{stderr}"
-    );
+    let direct = fleet
+        .run_ctl(0, &["quarantine", "nope", "--reason", "r"])
+        .unwrap();
+    let stderr = answered(direct, 1);
+    assert!(stderr.contains("not found"), "{stderr}");
 }

@@ -113,6 +113,13 @@ impl Enforcer {
         }
     }
 
+    /// Forgets what was recorded for a container that is gone.
+    pub(super) fn forget_noted_for(&mut self, container: &ContainerId) {
+        if let Some(keys) = self.noted.by_container.remove(container) {
+            self.noted.count -= keys.len();
+        }
+    }
+
     /// Forgets what was recorded (new policies or indicators: their verdicts are recorded
     /// afresh).
     pub(super) fn forget_noted(&mut self) {

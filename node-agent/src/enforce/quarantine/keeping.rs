@@ -13,7 +13,9 @@ use super::{AGENT_ACTOR, QuarantineManager, QuarantineResult, blocking};
 impl QuarantineManager {
     /// Re-checks `info`'s container against its applied quarantine: unpaused, running again
     /// after a kill or stop, or a cut table absent or altered is tampering, re-applied and
-    /// audited as `tamper`. `Ok(None)` when there is nothing to re-check or nothing was wrong.
+    /// audited as `tamper`. A release or an expiry left under way (a crash, a store that could
+    /// not record its end) is finished as what it was. `Ok(None)` when there is nothing to
+    /// re-check or nothing was wrong.
     pub async fn recheck(
         &mut self,
         info: &ContainerInfo,
@@ -21,8 +23,13 @@ impl QuarantineManager {
         let Some(record) = self.stored(&info.id).await? else {
             return Ok(None);
         };
-        if record.releasing.is_some() {
-            // Half undone on purpose: the roll-forward finishes the release.
+        if let Some(pending) = record.releasing.clone() {
+            // Half undone on purpose, not tampering. The manager runs one command at a time,
+            // so an undo under way here is one that was interrupted.
+            if !record.state.is_terminal() {
+                tracing::info!(container = %record.container, actor = %pending.actor, kind = pending.kind.audit_action(), "finishing a release that was interrupted");
+                return self.undo_recorded(&record, *pending).await.map(Some);
+            }
             return Ok(None);
         }
         match record.state {
@@ -68,9 +75,11 @@ impl QuarantineManager {
     }
 
     /// At start (and after a runtime reconnect): every stored quarantine that is not final is
-    /// finished (`requested`, `tampered`, a release under way), re-checked (`applied`) or marked
-    /// `gone`. `failed` ones are left for an operator (or the fail-closed retry). Returns the
-    /// records that changed.
+    /// finished (`requested`, `tampered`, a release or an expiry under way), re-checked
+    /// (`applied`) or marked `gone`. `failed` ones are left for an operator (or the fail-closed
+    /// retry). Returns the records that changed. A runtime that does not answer fails the whole
+    /// roll-forward (it is tried again); one record that cannot be finished is logged and left
+    /// to the sweeps' re-checks, without holding up the others.
     pub async fn roll_forward(&mut self) -> QuarantineResult<Vec<QuarantineRecord>> {
         let store = self.store.clone();
         let loaded = blocking(move || store.quarantines()).await?;
@@ -82,20 +91,19 @@ impl QuarantineManager {
             if record.state.is_terminal() {
                 continue;
             }
-            let releasing = record.releasing.clone();
-            if record.state == QuarantineState::Failed && releasing.is_none() {
+            if record.state == QuarantineState::Failed && record.releasing.is_none() {
                 continue;
             }
-            let Some(info) = self.runtimes.inspect(&record.container).await? else {
-                changed.push(self.mark_gone(record).await?);
-                continue;
+            let container = record.container.clone();
+            let finished = match self.runtimes.inspect(&container).await? {
+                None => self.mark_gone(record).await.map(Some),
+                Some(info) => self.recheck(&info).await,
             };
-            if let Some(pending) = releasing {
-                changed.push(self.finish_undo(&record, *pending).await?);
-                continue;
-            }
-            if let Some(updated) = self.recheck(&info).await? {
-                changed.push(updated);
+            match finished {
+                Ok(updated) => changed.extend(updated),
+                Err(error) => {
+                    tracing::error!(%container, %error, "stored quarantine not rolled forward: the re-checks try again");
+                }
             }
         }
         Ok(changed)

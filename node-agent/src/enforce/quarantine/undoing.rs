@@ -1,10 +1,10 @@
 //! Undoing a quarantine: an operator's release and a TTL's expiry. Both store the record as
 //! under way ([`PendingRelease`], which says which of the two) before the first undo, so a crash
-//! half-way is finished by the roll-forward as what it was, instead of being taken for
-//! tampering, and a store that cannot write keeps the quarantine in force rather than releasing
-//! it unrecorded. A release leaves an exemption for (container, source); an expiry does not.
-
-use std::time::Duration;
+//! half-way is finished as what it was (by the roll-forward, or by the next re-check) instead of
+//! being taken for tampering, and a store that cannot write keeps the quarantine in force rather
+//! than releasing it unrecorded. The end is stored together with its audit record in one write;
+//! a release writes the exemption it leaves for (container, source) just before (writing it
+//! twice is harmless), an expiry leaves none.
 
 use lazaret_core::ContainerId;
 use lazaret_core::audit::AuditEntry;
@@ -25,94 +25,59 @@ impl QuarantineManager {
         container: &ContainerId,
         actor: &str,
         reason: &str,
-        exempt_for: Duration,
+        exempt_for: std::time::Duration,
     ) -> QuarantineResult<QuarantineRecord> {
         let record = self.active(container).await?;
-        let released = self
-            .undo_recorded(&record, PendingRelease::release(actor, reason, exempt_for))
-            .await?;
-        self.record_release(&released, actor, reason, exempt_for)
-            .await?;
-        Ok(released)
+        self.undo_recorded(&record, PendingRelease::release(actor, reason, exempt_for))
+            .await
     }
 
     /// Releases every quarantine whose TTL has run out (no exemption is left). A quarantine
     /// whose actions cannot be undone, or whose end the store cannot record, stays in force and
-    /// is tried again at the next sweep.
+    /// is tried again at the next sweep; one record's failure does not stop the others.
     pub async fn expire_due(&mut self) -> QuarantineResult<Vec<QuarantineRecord>> {
         let now = self.clock.now_unix_ms();
         let store = self.store.clone();
         let loaded = blocking(move || store.quarantines()).await?;
         let mut expired = Vec::new();
         for record in loaded.records {
-            if core_quarantine::expire_if_due(&record, now).is_none() {
+            if record.releasing.is_some() || core_quarantine::expire_if_due(&record, now).is_none()
+            {
+                // Not due, or an undo under way (the re-check finishes it as what it was).
                 continue;
             }
-            match self.expire(&record).await {
+            match self
+                .undo_recorded(&record, PendingRelease::expiry(AGENT_ACTOR))
+                .await
+            {
                 Ok(released) => expired.push(released),
-                Err(
-                    error @ (QuarantineError::Store(_) | QuarantineError::ReleaseFailed { .. }),
-                ) => {
-                    tracing::error!(container = %record.container, %error, "quarantine due to expire kept in force");
+                Err(error) => {
+                    tracing::error!(container = %record.container, %error, "quarantine due to expire not ended: tried again at the next sweep");
                 }
-                Err(error) => return Err(error),
             }
         }
         Ok(expired)
     }
 
-    /// Finishes the release or expiry that `record` was storing when the agent stopped.
-    pub(super) async fn finish_undo(
-        &mut self,
-        record: &QuarantineRecord,
-        pending: PendingRelease,
-    ) -> QuarantineResult<QuarantineRecord> {
-        tracing::info!(container = %record.container, actor = %pending.actor, kind = pending.kind.audit_action(), "finishing a release a restart interrupted");
-        match pending.kind {
-            UndoKind::Expiry => self.expire(record).await,
-            UndoKind::Release => {
-                let released = self.undo_recorded(record, pending.clone()).await?;
-                self.record_release(
-                    &released,
-                    &pending.actor,
-                    &pending.reason,
-                    pending.exempt_for(),
-                )
-                .await?;
-                Ok(released)
-            }
-        }
-    }
-
-    /// Ends `record`'s quarantine because its TTL ran out, and audits it.
-    async fn expire(&mut self, record: &QuarantineRecord) -> QuarantineResult<QuarantineRecord> {
-        let pending = PendingRelease::expiry(AGENT_ACTOR);
-        let outcome = format!("released: {}", pending.reason);
-        let released = self.undo_recorded(record, pending).await?;
-        self.audit_record(
-            &released,
-            AGENT_ACTOR,
-            UndoKind::Expiry.audit_action(),
-            outcome,
-        )
-        .await?;
-        Ok(released)
-    }
-
     /// Stores `record` as being undone by `pending` (before anything is undone), undoes its
-    /// actions and stores the quarantine's end. If an action cannot be undone, the record is
-    /// stored back as it was, the failure audited, and the quarantine stays in force.
-    async fn undo_recorded(
+    /// actions, and stores the end with its audit record (a release writes its exemption
+    /// first). If an action cannot be undone, the record is stored back as it was, the failure
+    /// audited, and the quarantine stays in force. Also finishes an undo a crash or a store
+    /// failure interrupted: `record` may already carry `pending`.
+    pub(super) async fn undo_recorded(
         &mut self,
         record: &QuarantineRecord,
         pending: PendingRelease,
     ) -> QuarantineResult<QuarantineRecord> {
         let kind = pending.kind;
-        let event = kind.event();
-        let (actor, action) = (pending.actor.clone(), kind.audit_action());
-        let undoing = record.undoing(pending);
+        let mut now = self.clock.now_unix_ms();
+        if kind == UndoKind::Expiry {
+            // Decided when it was due: a clock that went back since does not undecide it.
+            now = now.max(record.expires_unix_ms.unwrap_or(now));
+        }
+        let undoing = record.undoing(pending.clone());
         // Refused (a TTL not yet run out, a final state) before anything is stored or undone.
-        core_quarantine::apply(&undoing, event, self.clock.now_unix_ms())?;
+        let ended = core_quarantine::apply(&undoing, kind.event(), now)?;
         if let Err(error) = self.put(&undoing).await {
             self.metrics.count_release(kind, "unrecorded");
             return Err(error);
@@ -121,48 +86,64 @@ impl QuarantineManager {
             self.metrics.count_release(kind, "failed");
             let kept = record.kept();
             self.put(&kept).await?;
-            self.audit_record(&kept, &actor, action, format!("failed: {error}"))
-                .await?;
+            self.audit_record(
+                &kept,
+                &pending.actor,
+                kind.audit_action(),
+                format!("failed: {error}"),
+            )
+            .await?;
             return Err(QuarantineError::ReleaseFailed {
                 container: record.container.clone(),
                 reason: error,
             });
         }
-        let ended = core_quarantine::apply(&undoing, event, self.clock.now_unix_ms())?;
-        self.put(&ended).await?;
+        let entry = match kind {
+            UndoKind::Expiry => self.entry(
+                &ended,
+                &pending.actor,
+                kind.audit_action(),
+                format!("released: {}", pending.reason),
+            ),
+            UndoKind::Release => self.leave_exemption(&ended, &pending, now).await?,
+        };
+        if let Err(error) = self.store_with_audit(vec![entry], &ended).await {
+            // Undone but not recorded: the record still says under way, and the next re-check
+            // (or the roll-forward at a restart) finishes it.
+            self.metrics.count_release(kind, "unrecorded");
+            return Err(error);
+        }
         self.metrics.count_release(kind, "released");
         Ok(ended)
     }
 
-    /// Leaves the exemption a release grants (none for an operator's own quarantine) and audits
-    /// the release.
-    async fn record_release(
+    /// Writes the exemption a release leaves (none for an operator's own quarantine); the audit
+    /// entry of the release.
+    async fn leave_exemption(
         &mut self,
         released: &QuarantineRecord,
-        actor: &str,
-        reason: &str,
-        exempt_for: Duration,
-    ) -> QuarantineResult<()> {
+        pending: &PendingRelease,
+        now: i64,
+    ) -> QuarantineResult<AuditEntry> {
         let mut outcome = "released".to_string();
         if released.source != QuarantineSource::Operator {
-            let now = self.clock.now_unix_ms();
-            let until =
-                now.saturating_add(i64::try_from(exempt_for.as_millis()).unwrap_or(i64::MAX));
-            let exemption = Exemption::after_release(released, until, actor, reason);
+            let exempt_ms = i64::try_from(pending.exempt_for_ms).unwrap_or(i64::MAX);
+            let until = now.saturating_add(exempt_ms);
+            let exemption =
+                Exemption::after_release(released, until, &pending.actor, &pending.reason);
             outcome = format!("released; exempt from {} until {until}", exemption.policy);
             let store = self.store.clone();
             self.exemptions = None;
             blocking(move || store.put_exemption(&exemption)).await?;
         }
-        self.audit(AuditEntry {
-            actor: actor.to_string(),
+        Ok(AuditEntry {
+            actor: pending.actor.clone(),
             on_behalf_of: None,
             action: UndoKind::Release.audit_action().into(),
             target: released.container.to_string(),
-            reason: reason.to_string(),
+            reason: pending.reason.clone(),
             source: released.source.to_string(),
             outcome,
         })
-        .await
     }
 }

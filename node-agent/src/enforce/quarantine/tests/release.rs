@@ -230,3 +230,59 @@ async fn an_expiry_a_crash_interrupted_is_finished_as_an_expiry() {
         "{audit:?}"
     );
 }
+
+#[tokio::test]
+async fn an_expiry_under_way_is_finished_even_if_the_clock_went_back_since() {
+    let mut harness = harness();
+    harness
+        .quarantined_for("web", Duration::from_secs(600))
+        .await;
+    // Stored as expiring (the clock was past the TTL then), read back by an agent whose clock
+    // now says the TTL has not run out: the expiry was decided, so it is finished.
+    let record = harness
+        .stored("web")
+        .undoing(PendingRelease::expiry("agent"));
+    harness.store.put_quarantine(&record).unwrap();
+
+    let mut restarted = harness.restarted();
+    let changed = restarted.roll_forward().await.unwrap();
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(harness.stored("web").state, QuarantineState::Released);
+    assert_eq!(harness.current("web").state, ContainerState::Running);
+    assert_eq!(
+        harness.audit().last().unwrap(),
+        "expire released: ttl ran out"
+    );
+}
+
+#[tokio::test]
+async fn a_release_left_under_way_is_finished_by_the_next_recheck() {
+    let mut harness = harness();
+    let info = harness.quarantined("web").await;
+    // As if the end of a release could not be stored: undone, the record still under way.
+    let record = harness.stored("web").undoing(PendingRelease::release(
+        "CN=alice",
+        "fine",
+        Duration::from_secs(60),
+    ));
+    harness.store.put_quarantine(&record).unwrap();
+    harness.runtime.resume(&info.id).await.unwrap();
+
+    let finished = harness
+        .manager
+        .recheck(&harness.current("web"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(finished.state, QuarantineState::Released);
+    assert!(harness.stored("web").releasing.is_none());
+    let audit = harness.audit();
+    assert!(
+        !audit.iter().any(|line| line.starts_with("tamper")),
+        "{audit:?}"
+    );
+    assert!(
+        audit.last().unwrap().starts_with("release released"),
+        "{audit:?}"
+    );
+}
