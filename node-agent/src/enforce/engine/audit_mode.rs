@@ -45,6 +45,36 @@ pub(super) struct Noted {
     count: usize,
 }
 
+impl Noted {
+    fn contains(&self, container: &ContainerId, key: u64) -> bool {
+        self.by_container
+            .get(container)
+            .is_some_and(|keys| keys.contains(&key))
+    }
+
+    /// Remembers `key` for `container`; past [`MAX_NOTED`] keys the memory starts over first
+    /// (everything is then recorded once more).
+    fn insert(&mut self, container: &ContainerId, key: u64) {
+        if self.count >= MAX_NOTED {
+            *self = Noted::default();
+        }
+        if self
+            .by_container
+            .entry(container.clone())
+            .or_default()
+            .insert(key)
+        {
+            self.count += 1;
+        }
+    }
+
+    fn forget(&mut self, container: &ContainerId) {
+        if let Some(keys) = self.by_container.remove(container) {
+            self.count -= keys.len();
+        }
+    }
+}
+
 /// The key [`Enforcer::record_once`] remembers `parts` by. A 64-bit hash: two different findings
 /// for one container would have to collide for the second to go unrecorded.
 pub(super) fn noted_key(parts: &[&str]) -> u64 {
@@ -80,30 +110,14 @@ impl Enforcer {
         key: u64,
         entry: impl FnOnce() -> AuditEntry,
     ) -> bool {
-        let noted = &mut self.noted;
-        if noted
-            .by_container
-            .get(container)
-            .is_some_and(|keys| keys.contains(&key))
-        {
+        if self.noted.contains(container, key) {
             return false;
-        }
-        if noted.count >= MAX_NOTED {
-            *noted = Noted::default();
         }
         let entry = entry();
         let what = entry.action.clone();
         match self.manager.audit(entry).await {
             Ok(()) => {
-                let noted = &mut self.noted;
-                if noted
-                    .by_container
-                    .entry(container.clone())
-                    .or_default()
-                    .insert(key)
-                {
-                    noted.count += 1;
-                }
+                self.noted.insert(container, key);
                 true
             }
             Err(error) => {
@@ -115,14 +129,42 @@ impl Enforcer {
 
     /// Forgets what was recorded for a container that is gone.
     pub(super) fn forget_noted_for(&mut self, container: &ContainerId) {
-        if let Some(keys) = self.noted.by_container.remove(container) {
-            self.noted.count -= keys.len();
-        }
+        self.noted.forget(container);
     }
 
     /// Forgets what was recorded (new policies or indicators: their verdicts are recorded
     /// afresh).
     pub(super) fn forget_noted(&mut self) {
         self.noted = Noted::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_was_noted_is_kept_per_container_forgotten_with_it_and_bounded() {
+        let (a, b) = (ContainerId::new("a"), ContainerId::new("b"));
+        let gap = noted_key(&["gap", "p", "r", "error"]);
+        let would_have = noted_key(&["would-have", "p"]);
+        assert_ne!(gap, would_have);
+        assert_ne!(noted_key(&["ab", "c"]), noted_key(&["a", "bc"]));
+        let mut noted = Noted::default();
+        noted.insert(&a, gap);
+        noted.insert(&a, gap);
+        noted.insert(&a, would_have);
+        noted.insert(&b, gap);
+        assert!(noted.contains(&a, gap) && noted.contains(&b, gap));
+        assert!(!noted.contains(&b, would_have));
+        assert_eq!(noted.count, 3);
+        noted.forget(&a);
+        assert!(!noted.contains(&a, gap) && noted.contains(&b, gap));
+        assert_eq!(noted.count, 1);
+        // Full: it starts over rather than growing.
+        noted.count = MAX_NOTED;
+        noted.insert(&a, gap);
+        assert!(noted.contains(&a, gap) && !noted.contains(&b, gap));
+        assert_eq!(noted.count, 1);
     }
 }

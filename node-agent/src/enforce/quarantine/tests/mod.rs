@@ -84,6 +84,13 @@ impl Harness {
         info
     }
 
+    /// Stores `name`'s quarantine as being undone by `pending`: what a crash half-way through a
+    /// release or an expiry leaves.
+    fn left_under_way(&self, name: &str, pending: lazaret_core::quarantine::PendingRelease) {
+        let record = self.stored(name).undoing(pending);
+        self.store.put_quarantine(&record).unwrap();
+    }
+
     /// Quarantines `info`'s container by a policy with the default actions.
     async fn quarantine_by_policy(&mut self, info: &ContainerInfo) -> QuarantineRecord {
         let ask = request(info.id.as_str(), &DEFAULT_QUARANTINE_ACTIONS, policy());

@@ -197,62 +197,39 @@ async fn a_release_a_crash_interrupted_is_finished_at_the_restart_not_taken_for_
 }
 
 #[tokio::test]
-async fn an_expiry_a_crash_interrupted_is_finished_as_an_expiry() {
-    let mut harness = harness();
-    harness
-        .quarantined_for("web", Duration::from_secs(600))
-        .await;
-    harness.clock.advance(Duration::from_secs(600));
-    // A crash after the sweep stored the expiry and restored the network, before `released`.
-    let record = harness
-        .stored("web")
-        .undoing(PendingRelease::expiry("agent"));
-    harness.store.put_quarantine(&record).unwrap();
-    harness.cutter.delete_table(&netns_of("web"));
+async fn an_expiry_a_crash_interrupted_is_finished_as_an_expiry_even_if_the_clock_went_back() {
+    // Read back with the clock past the TTL, and by an agent whose clock went back before it
+    // since: the expiry was decided, so it is finished either way.
+    for advanced in [600, 0] {
+        let mut harness = harness();
+        harness
+            .quarantined_for("web", Duration::from_secs(600))
+            .await;
+        harness.clock.advance(Duration::from_secs(advanced));
+        // A crash after the sweep stored the expiry and restored the network, before `released`.
+        harness.left_under_way("web", PendingRelease::expiry("agent"));
+        harness.cutter.delete_table(&netns_of("web"));
 
-    let mut restarted = harness.restarted();
-    let changed = restarted.roll_forward().await.unwrap();
-    assert_eq!(changed.len(), 1, "{changed:?}");
-    let stored = harness.stored("web");
-    assert_eq!(stored.state, QuarantineState::Released);
-    assert!(stored.releasing.is_none());
-    assert_eq!(harness.current("web").state, ContainerState::Running);
-    // An expiry leaves no exemption, and is audited as one.
-    assert!(harness.store.exemptions().unwrap().records.is_empty());
-    let audit = harness.audit();
-    assert_eq!(audit.last().unwrap(), "expire released: ttl ran out");
-    assert_eq!(
-        releases_counted_by(&restarted),
-        [r#"kind="expiry",outcome="released"} 1"#]
-    );
-    assert!(
-        !audit.iter().any(|line| line.starts_with("tamper")),
-        "{audit:?}"
-    );
-}
-
-#[tokio::test]
-async fn an_expiry_under_way_is_finished_even_if_the_clock_went_back_since() {
-    let mut harness = harness();
-    harness
-        .quarantined_for("web", Duration::from_secs(600))
-        .await;
-    // Stored as expiring (the clock was past the TTL then), read back by an agent whose clock
-    // now says the TTL has not run out: the expiry was decided, so it is finished.
-    let record = harness
-        .stored("web")
-        .undoing(PendingRelease::expiry("agent"));
-    harness.store.put_quarantine(&record).unwrap();
-
-    let mut restarted = harness.restarted();
-    let changed = restarted.roll_forward().await.unwrap();
-    assert_eq!(changed.len(), 1, "{changed:?}");
-    assert_eq!(harness.stored("web").state, QuarantineState::Released);
-    assert_eq!(harness.current("web").state, ContainerState::Running);
-    assert_eq!(
-        harness.audit().last().unwrap(),
-        "expire released: ttl ran out"
-    );
+        let mut restarted = harness.restarted();
+        let changed = restarted.roll_forward().await.unwrap();
+        assert_eq!(changed.len(), 1, "{changed:?}");
+        let stored = harness.stored("web");
+        assert_eq!(stored.state, QuarantineState::Released);
+        assert!(stored.releasing.is_none());
+        assert_eq!(harness.current("web").state, ContainerState::Running);
+        // An expiry leaves no exemption, and is audited as one.
+        assert!(harness.store.exemptions().unwrap().records.is_empty());
+        let audit = harness.audit();
+        assert_eq!(audit.last().unwrap(), "expire released: ttl ran out");
+        assert_eq!(
+            releases_counted_by(&restarted),
+            [r#"kind="expiry",outcome="released"} 1"#]
+        );
+        assert!(
+            !audit.iter().any(|line| line.starts_with("tamper")),
+            "{audit:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -260,12 +237,10 @@ async fn a_release_left_under_way_is_finished_by_the_next_recheck() {
     let mut harness = harness();
     let info = harness.quarantined("web").await;
     // As if the end of a release could not be stored: undone, the record still under way.
-    let record = harness.stored("web").undoing(PendingRelease::release(
-        "CN=alice",
-        "fine",
-        Duration::from_secs(60),
-    ));
-    harness.store.put_quarantine(&record).unwrap();
+    harness.left_under_way(
+        "web",
+        PendingRelease::release("CN=alice", "fine", Duration::from_secs(60)),
+    );
     harness.runtime.resume(&info.id).await.unwrap();
 
     let finished = harness
