@@ -262,6 +262,14 @@ pub enum UndoKind {
 }
 
 impl UndoKind {
+    /// `release` or `expiry`, as serialised (and as the metrics label it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UndoKind::Release => "release",
+            UndoKind::Expiry => "expiry",
+        }
+    }
+
     /// The event that ends the quarantine once every action is undone.
     pub fn event(self) -> QuarantineEvent {
         match self {
@@ -394,7 +402,13 @@ pub fn apply(
     now_unix_ms: i64,
 ) -> Result<QuarantineRecord, TransitionError> {
     let state = next_state(record.state, event)?;
-    if event == QuarantineEvent::Expired {
+    // An expiry stored as under way was decided when the TTL had run out: it is finished even
+    // if the clock reads earlier now (moved back, or another host's).
+    let decided = record
+        .releasing
+        .as_ref()
+        .is_some_and(|pending| pending.kind == UndoKind::Expiry);
+    if event == QuarantineEvent::Expired && !decided {
         let refuse = |why| TransitionError {
             from: record.state,
             event,

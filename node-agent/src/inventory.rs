@@ -170,7 +170,9 @@ impl Inventory {
             .insert(entry.info.id.clone(), Arc::new(entry));
     }
 
-    fn apply(&mut self, update: InventoryUpdate) {
+    /// Applies `update`; `false` when it changed nothing (a repeated connection failure), so
+    /// that no snapshot is published for it.
+    fn apply(&mut self, update: InventoryUpdate) -> bool {
         match update {
             InventoryUpdate::Upsert(info) => self.upsert(*info),
             InventoryUpdate::Remove { runtime, id } => {
@@ -184,7 +186,7 @@ impl Inventory {
             }
             InventoryUpdate::Unreachable { runtime } => {
                 if !self.unlisted.remove(&runtime) {
-                    return;
+                    return false;
                 }
             }
             InventoryUpdate::Resync {
@@ -200,6 +202,7 @@ impl Inventory {
             }
         }
         self.version += 1;
+        true
     }
 
     fn snapshot(&self) -> Arc<InventorySnapshot> {
@@ -281,12 +284,15 @@ pub fn spawn_owning(
                     None => break,
                 },
             };
-            inventory.apply(update);
+            let mut changed = inventory.apply(update);
             // Fold whatever else is already queued into the same snapshot.
             while let Ok(more) = update_receiver.try_recv() {
-                inventory.apply(more);
+                changed |= inventory.apply(more);
             }
-            snapshot_sender.send_replace(inventory.snapshot());
+            // A runtime that keeps failing to connect does not wake the enforcer each time.
+            if changed {
+                snapshot_sender.send_replace(inventory.snapshot());
+            }
         }
     });
     (
@@ -504,9 +510,12 @@ mod tests {
         assert_eq!(Inventory::new(None, &[]).snapshot().incomplete(), None);
         // A runtime whose first connection failed is not waited for.
         let mut inventory = Inventory::new(None, &[RuntimeKind::Docker]);
-        inventory.apply(InventoryUpdate::Unreachable {
+        let unreachable = || InventoryUpdate::Unreachable {
             runtime: RuntimeKind::Docker,
-        });
+        };
+        assert!(inventory.apply(unreachable()));
         assert_eq!(inventory.snapshot().incomplete(), None);
+        // Failing again changes nothing, and publishes nothing.
+        assert!(!inventory.apply(unreachable()));
     }
 }

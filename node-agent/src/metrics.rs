@@ -326,12 +326,11 @@ impl Metrics {
     /// A release or an expiry (`kind`) that `released` the container, `failed` (an action could
     /// not be undone) or stayed `unrecorded` (the store could not write its start).
     pub fn count_release(&self, kind: lazaret_core::quarantine::UndoKind, outcome: &'static str) {
-        let kind = match kind {
-            lazaret_core::quarantine::UndoKind::Release => "release",
-            lazaret_core::quarantine::UndoKind::Expiry => "expiry",
-        };
         self.releases
-            .get_or_create(&ReleaseLabels { kind, outcome })
+            .get_or_create(&ReleaseLabels {
+                kind: kind.as_str(),
+                outcome,
+            })
             .inc();
     }
 

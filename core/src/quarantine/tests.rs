@@ -663,4 +663,23 @@ fn a_record_without_a_release_under_way_is_written_as_schema_1_wrote_it() {
     assert_eq!(pending.exempt_for(), Duration::from_secs(1));
     assert_eq!(UndoKind::Expiry.event(), QuarantineEvent::Expired);
     assert_eq!(UndoKind::Expiry.audit_action(), "expire");
+    for kind in [UndoKind::Release, UndoKind::Expiry] {
+        assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+    }
+}
+
+#[test]
+fn an_expiry_stored_as_under_way_ends_whatever_the_clock_reads_now() {
+    let record = QuarantineRecord::requested(request(Some(Duration::from_secs(600))), START);
+    let applied = apply(&record, QuarantineEvent::Applied, START).unwrap();
+    let early = START + 1_000;
+    // Not due: refused, for the record as it is and for a release under way.
+    assert!(apply(&applied, QuarantineEvent::Expired, early).is_err());
+    let releasing = applied.undoing(PendingRelease::release("alice", "r", Duration::ZERO));
+    assert!(apply(&releasing, QuarantineEvent::Expired, early).is_err());
+    // Stored as expiring (decided when it was due), read back with an earlier clock: it ends.
+    let expiring = applied.undoing(PendingRelease::expiry("agent"));
+    let ended = apply(&expiring, QuarantineEvent::Expired, early).unwrap();
+    assert_eq!(ended.state, QuarantineState::Released);
+    assert!(ended.releasing.is_none());
 }

@@ -357,7 +357,7 @@ impl Enforcer {
             .collect();
         for id in gone {
             self.seen.remove(&id);
-            self.forget_noted_for(&id);
+            self.noted.forget(&id);
             match self.manager.container_gone(&id).await {
                 Ok(Some(record)) => {
                     info!(container = %id, state = %record.state, "quarantined container removed")

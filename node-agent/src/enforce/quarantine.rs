@@ -11,9 +11,9 @@
 //!   quarantine takes as long as the slower of the two. An action that fails is a gap too; the
 //!   others still run, and the quarantine ends `failed`. Outcomes are audited in the record's
 //!   order once all are done.
-//! - **Re-checks** (`keeping.rs`, [`QuarantineManager::recheck`]): an applied quarantine whose container was
-//!   unpaused, restarted, or whose table vanished is marked `tampered`, re-applied and audited as
-//!   `tamper`.
+//! - **Re-checks** (`keeping.rs`, [`QuarantineManager::recheck`]): an applied quarantine whose
+//!   container was unpaused, restarted, or whose table vanished is marked `tampered`, re-applied
+//!   and audited as `tamper`; a release or an expiry left under way is finished.
 //! - **Release** (`undoing.rs`) stores the record as under way, restores the network, then
 //!   resumes, stores `released`, and leaves an exemption
 //!   for (container, source) so the next sweep does not quarantine it again. TTL expiry

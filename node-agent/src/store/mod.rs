@@ -72,7 +72,7 @@ pub const META_GENERATION: &str = "generation";
 pub const META_FLEET_MODE: &str = "fleet_mode";
 /// The schema this code reads and writes. An older store is migrated at open, a newer one is
 /// refused ([`migrate`]).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = migrate::latest(migrate::MIGRATIONS);
 
 /// How far a write has gone when a write method returns.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -40,38 +40,33 @@ pub(super) struct AuditModeHit {
 /// What was already recorded for each container (a policy's would-have, a rule's gap), by a
 /// hash of what it names ([`noted_key`]): a re-judge checks without allocating.
 #[derive(Default)]
-pub(super) struct Noted {
-    by_container: HashMap<ContainerId, HashSet<u64>>,
-    count: usize,
-}
+pub(super) struct Noted(HashMap<ContainerId, HashSet<u64>>);
 
 impl Noted {
     fn contains(&self, container: &ContainerId, key: u64) -> bool {
-        self.by_container
+        self.0
             .get(container)
             .is_some_and(|keys| keys.contains(&key))
     }
 
-    /// Remembers `key` for `container`; past [`MAX_NOTED`] keys the memory starts over first
-    /// (everything is then recorded once more).
-    fn insert(&mut self, container: &ContainerId, key: u64) {
-        if self.count >= MAX_NOTED {
-            *self = Noted::default();
-        }
-        if self
-            .by_container
-            .entry(container.clone())
-            .or_default()
-            .insert(key)
-        {
-            self.count += 1;
-        }
+    /// How many keys are remembered.
+    fn len(&self) -> usize {
+        self.0.values().map(HashSet::len).sum()
     }
 
-    fn forget(&mut self, container: &ContainerId) {
-        if let Some(keys) = self.by_container.remove(container) {
-            self.count -= keys.len();
+    /// Remembers `key` for `container`; past [`MAX_NOTED`] keys the memory starts over first
+    /// (everything is then recorded once more). Called only after an audit write, so counting
+    /// here costs nothing that matters.
+    fn insert(&mut self, container: &ContainerId, key: u64) {
+        if self.len() >= MAX_NOTED {
+            self.0.clear();
         }
+        self.0.entry(container.clone()).or_default().insert(key);
+    }
+
+    /// Forgets what was recorded for a container that is gone.
+    pub(super) fn forget(&mut self, container: &ContainerId) {
+        self.0.remove(container);
     }
 }
 
@@ -127,11 +122,6 @@ impl Enforcer {
         }
     }
 
-    /// Forgets what was recorded for a container that is gone.
-    pub(super) fn forget_noted_for(&mut self, container: &ContainerId) {
-        self.noted.forget(container);
-    }
-
     /// Forgets what was recorded (new policies or indicators: their verdicts are recorded
     /// afresh).
     pub(super) fn forget_noted(&mut self) {
@@ -157,14 +147,16 @@ mod tests {
         noted.insert(&b, gap);
         assert!(noted.contains(&a, gap) && noted.contains(&b, gap));
         assert!(!noted.contains(&b, would_have));
-        assert_eq!(noted.count, 3);
+        assert_eq!(noted.len(), 3);
         noted.forget(&a);
         assert!(!noted.contains(&a, gap) && noted.contains(&b, gap));
-        assert_eq!(noted.count, 1);
-        // Full: it starts over rather than growing.
-        noted.count = MAX_NOTED;
+        assert_eq!(noted.len(), 1);
+        // Full (b's key and MAX_NOTED - 1 more): it starts over rather than growing.
+        for key in 1..MAX_NOTED as u64 {
+            noted.insert(&ContainerId::new("c"), key);
+        }
         noted.insert(&a, gap);
         assert!(noted.contains(&a, gap) && !noted.contains(&b, gap));
-        assert_eq!(noted.count, 1);
+        assert_eq!(noted.len(), 1);
     }
 }

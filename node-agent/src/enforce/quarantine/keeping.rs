@@ -20,17 +20,24 @@ impl QuarantineManager {
         &mut self,
         info: &ContainerInfo,
     ) -> QuarantineResult<Option<QuarantineRecord>> {
-        let Some(record) = self.stored(&info.id).await? else {
-            return Ok(None);
-        };
+        match self.stored(&info.id).await? {
+            Some(record) => self.recheck_record(record, info).await,
+            None => Ok(None),
+        }
+    }
+
+    /// [`Self::recheck`] of `record`, as stored.
+    async fn recheck_record(
+        &mut self,
+        record: QuarantineRecord,
+        info: &ContainerInfo,
+    ) -> QuarantineResult<Option<QuarantineRecord>> {
         if let Some(pending) = record.releasing.clone() {
             // Half undone on purpose, not tampering. The manager runs one command at a time,
-            // so an undo under way here is one that was interrupted.
-            if !record.state.is_terminal() {
-                tracing::info!(container = %record.container, actor = %pending.actor, kind = pending.kind.audit_action(), "finishing a release that was interrupted");
-                return self.undo_recorded(&record, *pending).await.map(Some);
-            }
-            return Ok(None);
+            // so an undo under way here is one that was interrupted (a final state never
+            // carries one: `apply` drops it).
+            tracing::info!(container = %record.container, actor = %pending.actor, kind = pending.kind.as_str(), "finishing a release or an expiry that was interrupted");
+            return self.undo_recorded(&record, *pending).await.map(Some);
         }
         match record.state {
             QuarantineState::Applied => {}
@@ -97,7 +104,7 @@ impl QuarantineManager {
             let container = record.container.clone();
             let finished = match self.runtimes.inspect(&container).await? {
                 None => self.mark_gone(record).await.map(Some),
-                Some(info) => self.recheck(&info).await,
+                Some(info) => self.recheck_record(record, &info).await,
             };
             match finished {
                 Ok(updated) => changed.extend(updated),

@@ -70,13 +70,10 @@ impl QuarantineManager {
         pending: PendingRelease,
     ) -> QuarantineResult<QuarantineRecord> {
         let kind = pending.kind;
-        let mut now = self.clock.now_unix_ms();
-        if kind == UndoKind::Expiry {
-            // Decided when it was due: a clock that went back since does not undecide it.
-            now = now.max(record.expires_unix_ms.unwrap_or(now));
-        }
+        let now = self.clock.now_unix_ms();
         let undoing = record.undoing(pending.clone());
-        // Refused (a TTL not yet run out, a final state) before anything is stored or undone.
+        // Refused (a final state) before anything is stored or undone. The TTL is the caller's
+        // check: once stored as under way, an expiry is finished whatever the clock says.
         let ended = core_quarantine::apply(&undoing, kind.event(), now)?;
         if let Err(error) = self.put(&undoing).await {
             self.metrics.count_release(kind, "unrecorded");
@@ -127,7 +124,7 @@ impl QuarantineManager {
     ) -> QuarantineResult<AuditEntry> {
         let mut outcome = "released".to_string();
         if released.source != QuarantineSource::Operator {
-            let exempt_ms = i64::try_from(pending.exempt_for_ms).unwrap_or(i64::MAX);
+            let exempt_ms = i64::try_from(pending.exempt_for().as_millis()).unwrap_or(i64::MAX);
             let until = now.saturating_add(exempt_ms);
             let exemption =
                 Exemption::after_release(released, until, &pending.actor, &pending.reason);
